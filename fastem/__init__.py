@@ -1,0 +1,24 @@
+"""fastem: Numba-compiled expectation-maximization for mixture models.
+
+Importing fastem compiles nothing and does not import scikit-learn; kernels
+are compiled on first use for the dtype at hand and cached on disk.
+"""
+
+from __future__ import annotations
+
+from . import kernels
+from .exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
+from .io import load
+from .mixture import GaussianMixture
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DegenerateComponentWarning",
+    "GaussianMixture",
+    "NotFittedError",
+    "__version__",
+    "kernels",
+    "load",
+]

@@ -1,0 +1,452 @@
+"""Fused Gaussian-mixture kernels.
+
+One call of an ``estep_*`` kernel makes a single pass over the rows of ``X``
+and, block by block, computes the weighted log-densities, their log-sum-exp,
+the responsibilities and the weighted sufficient statistics.  No
+``(n_samples, n_components)`` array is ever allocated: a block of at most 256
+rows lives in small per-task buffers.
+
+Conventions shared by every kernel
+----------------------------------
+* ``X`` is C-contiguous float32 or float64, shape ``(N, D)``; every parameter
+  array is float64.  Blocks are converted to float64 as they are loaded.
+* ``sw`` holds per-row weights, or has length 0 for unit weights.
+* ``log_norm[k] = log(weight_k) + log det(precision_cholesky_k) - D/2 log(2 pi)``,
+  so that ``log p(x, k) = log_norm[k] - 0.5 * ||(x - mu_k) U_k||^2`` with
+  ``U_k`` the (upper-triangular) Cholesky factor of the precision, as in
+  scikit-learn.
+* Outputs have a leading task axis; task ``t`` covers rows
+  ``[t * task_rows, (t + 1) * task_rows)`` and writes only its own slice.  The
+  caller adds the slices in task order (deterministic for any thread count).
+* Second moments are accumulated around a shift (the current means, or the
+  current mixture mean for ``tied``) so that data far from the origin do not
+  cancel catastrophically in the M-step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import PARALLEL, SERIAL
+
+# ---------------------------------------------------------------------------
+# Block helpers (serial; inlined into the kernels by LLVM)
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def _load_block(X, r0, nb, xt):
+    """Copy rows ``r0:r0+nb`` of X, transposed, into ``xt`` (D, B) float64."""
+    D = X.shape[1]
+    for b in range(nb):
+        for d in range(D):
+            xt[d, b] = X[r0 + b, d]
+
+
+@njit(**SERIAL)
+def _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L):
+    """``L[k, b] = log p(x_b, k)`` for full covariances (eq. of sklearn's
+    ``_estimate_log_gaussian_prob``: Mahalanobis via the precision Cholesky)."""
+    D = xt.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        for d in range(D):
+            m = means[k, d]
+            for b in range(nb):
+                diff[d, b] = xt[d, b] - m
+        row = L[k]
+        for b in range(nb):
+            row[b] = 0.0
+        for j in range(D):
+            for b in range(nb):
+                y[b] = 0.0
+            for i in range(j + 1):
+                u = prec_chol[k, i, j]
+                for b in range(nb):
+                    y[b] += diff[i, b] * u
+            for b in range(nb):
+                row[b] += y[b] * y[b]
+        c = log_norm[k]
+        for b in range(nb):
+            row[b] = c - 0.5 * row[b]
+
+
+@njit(**SERIAL)
+def _log_prob_tied(xt, nb, center, prec_chol, shifted_means, log_norm, u, L):
+    """Tied covariance: ``y_k = (x - c) U - (mu_k - c) U``; one triangular
+    product per row instead of one per row and component."""
+    D = xt.shape[0]
+    K = shifted_means.shape[0]
+    for j in range(D):
+        for b in range(nb):
+            u[j, b] = 0.0
+        for i in range(j + 1):
+            p = prec_chol[i, j]
+            c = center[i]
+            for b in range(nb):
+                u[j, b] += (xt[i, b] - c) * p
+    for k in range(K):
+        row = L[k]
+        for b in range(nb):
+            row[b] = 0.0
+        for j in range(D):
+            v = shifted_means[k, j]
+            for b in range(nb):
+                t = u[j, b] - v
+                row[b] += t * t
+        c = log_norm[k]
+        for b in range(nb):
+            row[b] = c - 0.5 * row[b]
+
+
+@njit(**SERIAL)
+def _log_prob_diag(xt, nb, means, prec_chol, log_norm, L):
+    """Diagonal covariances; ``prec_chol`` is ``(K, D)`` of 1 / sigma."""
+    D = xt.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        row = L[k]
+        for b in range(nb):
+            row[b] = 0.0
+        for d in range(D):
+            m = means[k, d]
+            p = prec_chol[k, d]
+            for b in range(nb):
+                t = (xt[d, b] - m) * p
+                row[b] += t * t
+        c = log_norm[k]
+        for b in range(nb):
+            row[b] = c - 0.5 * row[b]
+
+
+@njit(**SERIAL)
+def _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L):
+    """Spherical covariances; ``prec_chol`` is ``(K,)`` of 1 / sigma."""
+    D = xt.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        row = L[k]
+        for b in range(nb):
+            row[b] = 0.0
+        for d in range(D):
+            m = means[k, d]
+            for b in range(nb):
+                t = xt[d, b] - m
+                row[b] += t * t
+        c = log_norm[k]
+        p2 = prec_chol[k] * prec_chol[k]
+        for b in range(nb):
+            row[b] = c - 0.5 * p2 * row[b]
+
+
+@njit(**SERIAL)
+def _responsibilities(L, nb, sw, r0, lse, resp):
+    """Log-sum-exp over components and weighted responsibilities.
+
+    Writes ``lse[b] = log p(x_b)`` and ``resp[k, b] = w_b p(k | x_b)``;
+    returns ``(sum_b w_b log p(x_b), sum_b w_b)``.  The row maximum is
+    subtracted before exponentiating, so nothing overflows and components
+    whose log-density is ``-inf`` get exactly zero responsibility.
+    """
+    K = L.shape[0]
+    for b in range(nb):
+        lse[b] = -np.inf
+    for k in range(K):
+        for b in range(nb):
+            if L[k, b] > lse[b]:
+                lse[b] = L[k, b]
+    total = np.zeros(nb)
+    for k in range(K):
+        for b in range(nb):
+            e = math.exp(L[k, b] - lse[b])
+            resp[k, b] = e
+            total[b] += e
+    ll = 0.0
+    wsum = 0.0
+    has_w = sw.shape[0] > 0
+    for b in range(nb):
+        w = sw[r0 + b] if has_w else 1.0
+        lse[b] += math.log(total[b])
+        scale = w / total[b]
+        for k in range(K):
+            resp[k, b] *= scale
+        if w != 0.0:
+            ll += w * lse[b]
+        wsum += w
+    return ll, wsum
+
+
+@njit(**SERIAL)
+def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
+    """Add ``sum_b r_kb``, ``sum_b r_kb (x_b - s)`` for component k; leave
+    ``diff = x - s`` and ``wdiff = r_k (x - s)`` in the buffers.  Returns
+    False when the block gives component k no responsibility at all."""
+    D = xt.shape[0]
+    n = 0.0
+    for b in range(nb):
+        n += resp[k, b]
+    if n == 0.0:
+        return False
+    nk[k] += n
+    for d in range(D):
+        s = shift[d]
+        acc = 0.0
+        for b in range(nb):
+            z = xt[d, b] - s
+            diff[d, b] = z
+            wz = resp[k, b] * z
+            wdiff[d, b] = wz
+            acc += wz
+        sx[k, d] += acc
+    return True
+
+
+@njit(**SERIAL)
+def _add_scatter(wdiff, diff, nb, S):
+    """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i`` (lower triangle)."""
+    D = diff.shape[0]
+    for i in range(D):
+        for j in range(i + 1):
+            acc = 0.0
+            for b in range(nb):
+                acc += wdiff[i, b] * diff[j, b]
+            S[i, j] += acc
+
+
+# ---------------------------------------------------------------------------
+# Fused E-step + sufficient statistics, one kernel per covariance type
+# ---------------------------------------------------------------------------
+
+
+@njit(**PARALLEL)
+def estep_full(
+    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, ll, wsum
+):
+    """Statistics around the current means: ``sxx[t, k]`` is the lower
+    triangle of ``sum r_k (x - mu_k)(x - mu_k)^T``."""
+    N, D = X.shape
+    K = means.shape[0]
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block))
+        diff = np.empty((D, block))
+        wdiff = np.empty((D, block))
+        y = np.empty(block)
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        lse = np.empty(block)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L)
+            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
+            ll[t] += a
+            wsum[t] += w
+            for k in range(K):
+                if _accumulate_centered(
+                    xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
+                ):
+                    _add_scatter(wdiff, diff, nb, sxx[t, k])
+
+
+@njit(**PARALLEL)
+def estep_tied(
+    X,
+    sw,
+    log_norm,
+    center,
+    prec_chol,
+    shifted_means,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    ll,
+    wsum,
+):
+    """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
+    ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``."""
+    N, D = X.shape
+    K = shifted_means.shape[0]
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block))
+        u = np.empty((D, block))
+        diff = np.empty((D, block))
+        wdiff = np.empty((D, block))
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        lse = np.empty(block)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _log_prob_tied(xt, nb, center, prec_chol, shifted_means, log_norm, u, L)
+            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
+            ll[t] += a
+            wsum[t] += w
+            for k in range(K):
+                _accumulate_centered(xt, nb, resp, center, k, wdiff, diff, nk[t], sx[t])
+            # Total scatter uses the row weights, not the responsibilities.
+            has_w = sw.shape[0] > 0
+            for d in range(D):
+                c = center[d]
+                for b in range(nb):
+                    z = xt[d, b] - c
+                    diff[d, b] = z
+                    wdiff[d, b] = z * sw[r0 + b] if has_w else z
+            _add_scatter(wdiff, diff, nb, sxx[t])
+
+
+@njit(**PARALLEL)
+def estep_diag(
+    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, ll, wsum
+):
+    """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2``."""
+    N, D = X.shape
+    K = means.shape[0]
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block))
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        lse = np.empty(block)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _log_prob_diag(xt, nb, means, prec_chol, log_norm, L)
+            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
+            ll[t] += a
+            wsum[t] += w
+            _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
+
+
+@njit(**PARALLEL)
+def estep_spherical(
+    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, ll, wsum
+):
+    """Same statistics as ``estep_diag``; the M-step averages over features."""
+    N, D = X.shape
+    K = means.shape[0]
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block))
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        lse = np.empty(block)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L)
+            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
+            ll[t] += a
+            wsum[t] += w
+            _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
+
+
+@njit(**SERIAL)
+def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
+    """Per-feature first and second moments around the current means."""
+    D = xt.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        n = 0.0
+        for b in range(nb):
+            n += resp[k, b]
+        if n == 0.0:
+            continue
+        nk[k] += n
+        for d in range(D):
+            m = means[k, d]
+            s1 = 0.0
+            s2 = 0.0
+            for b in range(nb):
+                z = xt[d, b] - m
+                wz = resp[k, b] * z
+                s1 += wz
+                s2 += wz * z
+            sx[k, d] += s1
+            sxx[k, d] += s2
+
+
+# ---------------------------------------------------------------------------
+# Per-row outputs for predict / predict_proba / score_samples
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def _log_prob_block(
+    cov_code, xt, nb, means, prec_chol, center, shifted, log_norm, buf, y, L
+):
+    if cov_code == 0:
+        _log_prob_full(xt, nb, means, prec_chol, log_norm, buf, y, L)
+    elif cov_code == 1:
+        _log_prob_tied(xt, nb, center, prec_chol[0], shifted, log_norm, buf, L)
+    elif cov_code == 2:
+        _log_prob_diag(xt, nb, means, prec_chol[0], log_norm, L)
+    else:
+        _log_prob_spherical(xt, nb, means, prec_chol[0, 0], log_norm, L)
+
+
+@njit(**PARALLEL)
+def per_row_outputs(
+    cov_code,
+    X,
+    log_norm,
+    means,
+    prec_chol,
+    center,
+    shifted,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+):
+    """Fill whichever of ``out_lse`` (N,), ``out_resp`` (N, K), ``out_label``
+    (N,) has N rows (pass length-0 arrays for the others).
+
+    ``prec_chol`` is always 3-d: ``(K, D, D)`` full, ``(1, D, D)`` tied,
+    ``(1, K, D)`` diag, ``(1, 1, K)`` spherical, so one signature serves all.
+    """
+    N, D = X.shape
+    K = means.shape[0]
+    n_blocks = (N + block - 1) // block
+    want_lse = out_lse.shape[0] > 0
+    want_resp = out_resp.shape[0] > 0
+    want_label = out_label.shape[0] > 0
+    for blk in prange(n_blocks):
+        r0 = blk * block
+        nb = min(block, N - r0)
+        xt = np.empty((D, block))
+        buf = np.empty((D, block))
+        y = np.empty(block)
+        L = np.empty((K, block))
+        _load_block(X, r0, nb, xt)
+        _log_prob_block(
+            cov_code, xt, nb, means, prec_chol, center, shifted, log_norm, buf, y, L
+        )
+        if want_label:
+            for b in range(nb):
+                best = 0
+                for k in range(1, K):
+                    if L[k, b] > L[best, b]:
+                        best = k
+                out_label[r0 + b] = best
+        if want_lse or want_resp:
+            for b in range(nb):
+                m = L[0, b]
+                for k in range(1, K):
+                    if L[k, b] > m:
+                        m = L[k, b]
+                s = 0.0
+                for k in range(K):
+                    s += math.exp(L[k, b] - m)
+                lse = m + math.log(s)
+                if want_lse:
+                    out_lse[r0 + b] = lse
+                if want_resp:
+                    for k in range(K):
+                        out_resp[r0 + b, k] = math.exp(L[k, b] - lse)

@@ -1,0 +1,174 @@
+"""k-means++ seeding and Lloyd's k-means, used to initialise mixtures.
+
+Randomness comes from a numpy ``RandomState`` in Python; the kernels are
+deterministic, so a seed gives the same centers for any thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import kmeans as _k
+from ._layout import n_tasks, task_rows
+from ._parallel import kernel_threads
+
+#: Rows k-means runs on when ``init_params='kmeans'``; larger data are
+#: subsampled (then every row is labelled by its nearest center).
+KMEANS_SUBSAMPLE = 1 << 17
+
+
+def kmeans_plusplus(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    n_clusters: int,
+    rng: np.random.RandomState,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Indices of ``n_clusters`` rows chosen by greedy k-means++.
+
+    The algorithm of Arthur & Vassilvitskii (2007) with ``2 + log(k)`` local
+    trials per center, as scikit-learn's ``kmeans_plusplus``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` has fewer distinct rows (with positive weight) than
+        ``n_clusters``.
+    """
+    N, D = X.shape
+    w = sample_weight if sample_weight.shape[0] else np.ones(N)
+    n_local_trials = 2 + int(np.log(n_clusters))
+    T, rows = n_tasks(N, D), task_rows(N, D)
+    indices = np.empty(n_clusters, dtype=np.int64)
+    indices[0] = rng.choice(N, p=w / w.sum())
+    closest = np.full(N, np.inf)
+    with kernel_threads(n_threads):
+        _k.update_closest(X, np.asarray(X[indices[0]], dtype=np.float64), closest)
+        potential = float(closest @ w)
+        for c in range(1, n_clusters):
+            if not potential > 0:
+                raise ValueError(
+                    f"n_components={n_clusters} exceeds the number of distinct "
+                    f"samples with positive weight ({c})"
+                )
+            rand_vals = rng.uniform(size=n_local_trials) * potential
+            candidates = np.searchsorted(np.cumsum(w * closest), rand_vals)
+            np.clip(candidates, None, N - 1, out=candidates)
+            cand_rows = np.ascontiguousarray(X[candidates], dtype=np.float64)
+            pots = np.zeros((T, n_local_trials))
+            _k.candidate_potentials(X, sample_weight, cand_rows, closest, rows, pots)
+            pots = pots.sum(axis=0)
+            best = int(np.argmin(pots))
+            potential = float(pots[best])
+            indices[c] = candidates[best]
+            _k.update_closest(X, cand_rows[best], closest)
+    if not potential > 0 and n_clusters > 1:
+        raise ValueError(
+            f"n_components={n_clusters} exceeds the number of distinct samples "
+            "with positive weight"
+        )
+    return indices
+
+
+def lloyd(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    centers: np.ndarray,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Lloyd iterations from ``centers``; returns the final centers.
+
+    Stops when the squared center shift falls below ``tol`` times the mean
+    feature variance (scikit-learn's convention).  An empty cluster is moved
+    to the row farthest from its center.
+    """
+    N, D = X.shape
+    K = centers.shape[0]
+    T, rows = n_tasks(N, D), task_rows(N, D)
+    w = sample_weight if sample_weight.shape[0] else None
+    threshold = tol * float(np.mean(np.var(X, axis=0)))
+    labels = np.empty(N, dtype=np.int64)
+    dist = np.empty(N)
+    centers = centers.copy()
+    with kernel_threads(n_threads):
+        for _ in range(max_iter):
+            sums = np.zeros((T, K, D))
+            counts = np.zeros((T, K))
+            inertia = np.zeros(T)
+            _k.lloyd_step(
+                X, sample_weight, centers, rows, sums, counts, inertia, labels, dist
+            )
+            sums, counts = sums.sum(axis=0), counts.sum(axis=0)
+            new = centers.copy()
+            filled = counts > 0
+            new[filled] = sums[filled] / counts[filled, None]
+            empty = np.flatnonzero(~filled)
+            if empty.size:
+                if w is not None:
+                    dist = dist * (w > 0)
+                far = np.argsort(dist)[::-1][: empty.size]
+                new[empty] = X[far]
+            shift = float(((new - centers) ** 2).sum())
+            centers = new
+            if shift <= threshold and not empty.size:
+                break
+    return centers
+
+
+def assign(
+    X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, n_threads=None
+) -> np.ndarray:
+    """Label of the nearest center for every row (one pass)."""
+    N, D = X.shape
+    K = centers.shape[0]
+    T, rows = n_tasks(N, D), task_rows(N, D)
+    labels = np.empty(N, dtype=np.int64)
+    with kernel_threads(n_threads):
+        _k.lloyd_step(
+            X,
+            sample_weight,
+            centers,
+            rows,
+            np.zeros((T, K, D)),
+            np.zeros((T, K)),
+            np.zeros(T),
+            labels,
+            np.empty(N),
+        )
+    return labels
+
+
+def kmeans(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    n_clusters: int,
+    rng: np.random.RandomState,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """k-means++ seeding then Lloyd iterations; returns the centers.
+
+    Runs on at most :data:`KMEANS_SUBSAMPLE` rows drawn without replacement
+    (all rows when there are fewer), so initialisation stays cheaper than a
+    few EM iterations on millions of rows.
+    """
+    N = X.shape[0]
+    if N > KMEANS_SUBSAMPLE:
+        idx = np.sort(rng.choice(N, KMEANS_SUBSAMPLE, replace=False))
+        Xs = np.ascontiguousarray(X[idx], dtype=np.float64)
+        ws = sample_weight[idx] if sample_weight.shape[0] else sample_weight
+        if ws.shape[0] and not ws.sum() > 0:
+            Xs, ws = np.ascontiguousarray(X, dtype=np.float64), sample_weight
+    else:
+        Xs, ws = np.ascontiguousarray(X, dtype=np.float64), sample_weight
+    try:
+        seeds = kmeans_plusplus(Xs, ws, n_clusters, rng, n_threads)
+    except ValueError:
+        if Xs.shape[0] == N:
+            raise
+        # The subsample may hold fewer distinct rows than the full data.
+        Xs, ws = np.ascontiguousarray(X, dtype=np.float64), sample_weight
+        seeds = kmeans_plusplus(Xs, ws, n_clusters, rng, n_threads)
+    return lloyd(Xs, ws, Xs[seeds], n_threads=n_threads)

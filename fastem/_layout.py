@@ -1,0 +1,37 @@
+"""How rows are cut into tasks and blocks.
+
+Every statistics kernel walks the rows in *tasks* (the unit of parallelism,
+each with its own accumulator slice) and, inside a task, in *blocks* (the
+unit of vectorisation, small enough to stay in cache).  Both sizes depend
+only on the shape of the data, never on the number of threads, and the task
+slices are added in task order, so a fit gives bit-identical results for any
+thread count.
+"""
+
+from __future__ import annotations
+
+#: Fewest rows in a task (tasks smaller than this are not worth a thread).
+MIN_TASK_ROWS = 4096
+#: Most tasks per kernel call; bounds the accumulator memory to
+#: ``MAX_TASKS * size of one set of statistics``.
+MAX_TASKS = 64
+#: Target number of float64 elements in one ``(n_features, block)`` buffer.
+_BLOCK_ELEMENTS = 4096
+
+
+def block_rows(n_features: int) -> int:
+    """Rows per block: a multiple of 16 between 16 and 256."""
+    rows = _BLOCK_ELEMENTS // max(int(n_features), 1)
+    return int(max(16, min(256, rows - rows % 16)))
+
+
+def task_rows(n_samples: int, n_features: int) -> int:
+    """Rows per task: a multiple of the block size, a function of the shape only."""
+    block = block_rows(n_features)
+    rows = max(MIN_TASK_ROWS, -(-int(n_samples) // MAX_TASKS))
+    return int(-(-rows // block) * block)
+
+
+def n_tasks(n_samples: int, n_features: int) -> int:
+    """Number of tasks for ``n_samples`` rows."""
+    return max(1, -(-int(n_samples) // task_rows(n_samples, n_features)))

@@ -1,0 +1,61 @@
+"""Thread count and thread safety around parallel kernels.
+
+numba's thread count is per calling thread (``numba.set_num_threads`` is
+thread-local), so each call sets and restores it without affecting other
+threads.  numba's ``workqueue`` threading layer aborts the process when two
+Python threads run parallel kernels at once; when that layer is active (or
+not yet known) kernel calls are serialised by a lock.  The ``omp`` and
+``tbb`` layers run concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import numba
+
+_WORKQUEUE_LOCK = threading.RLock()
+
+
+def resolve_n_threads(n_threads: int | None) -> int:
+    """The number of threads a kernel call will use.
+
+    ``None`` keeps numba's current setting; ``-1`` means all of
+    ``numba.config.NUMBA_NUM_THREADS``.
+    """
+    limit = numba.config.NUMBA_NUM_THREADS
+    if n_threads is None:
+        return numba.get_num_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+        raise TypeError(f"n_threads must be an int or None, got {n_threads!r}")
+    if n_threads == -1:
+        return limit
+    if not 1 <= n_threads <= limit:
+        raise ValueError(
+            f"n_threads must be -1 or between 1 and {limit} "
+            f"(numba.config.NUMBA_NUM_THREADS), got {n_threads}"
+        )
+    return n_threads
+
+
+def _layer_is_unsafe() -> bool:
+    try:
+        return numba.threading_layer() == "workqueue"
+    except ValueError:  # no parallel kernel has run yet: layer unknown
+        return True
+
+
+@contextlib.contextmanager
+def kernel_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the enclosed kernel calls on ``n_threads`` threads."""
+    n = resolve_n_threads(n_threads)
+    previous = numba.get_num_threads()
+    lock = _WORKQUEUE_LOCK if _layer_is_unsafe() else contextlib.nullcontext()
+    with lock:
+        numba.set_num_threads(n)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)

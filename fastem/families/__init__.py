@@ -1,0 +1,1 @@
+"""Mixture families: parameters, M-steps, parameter counts and sampling."""

@@ -1,0 +1,448 @@
+"""The Gaussian family: parameters, statistics, M-step, counts and sampling.
+
+The statistics of a chunk are produced by the fused kernels in
+:mod:`fastem._kernels.gaussian`; everything here works on ``O(K D^2)``
+arrays.  Formulas follow scikit-learn's ``_gaussian_mixture.py`` so that the
+same initial parameters give the same fitted model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import linalg
+
+from .._kernels import gaussian as _k
+from .._layout import block_rows, n_tasks, task_rows
+from .._parallel import kernel_threads
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+_EPS10 = 10 * np.finfo(np.float64).eps
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class SingularCovarianceError(ValueError):
+    """A covariance is not positive definite (tied covariance: unrecoverable)."""
+
+
+@dataclass(frozen=True)
+class GaussianParams:
+    """Parameters of a Gaussian mixture (float64 arrays, scikit-learn shapes).
+
+    ``covariances`` and ``precisions_cholesky`` have shape ``(K, D, D)`` for
+    ``full``, ``(D, D)`` for ``tied``, ``(K, D)`` for ``diag`` and ``(K,)``
+    for ``spherical``; ``precisions_cholesky`` is upper triangular, so the
+    precision is ``U @ U.T``.
+    """
+
+    covariance_type: str
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    def precisions(self) -> np.ndarray:
+        """Precision matrices (or vectors) from their Cholesky factors."""
+        pc = self.precisions_cholesky
+        if self.covariance_type == "full":
+            return np.einsum("kij,klj->kil", pc, pc)
+        if self.covariance_type == "tied":
+            return pc @ pc.T
+        return pc**2
+
+
+@dataclass(frozen=True)
+class GaussianStats:
+    """Weighted sufficient statistics of a Gaussian mixture over some rows.
+
+    With ``r`` the responsibilities times the row weights and ``s_k`` the
+    shift (the means the E-step used; for ``tied`` every row is the mixture
+    mean ``c``):
+
+    * ``nk[k] = sum_i r_ik``
+    * ``sum_x[k] = sum_i r_ik (x_i - s_k)``
+    * ``sum_xx``: ``full`` ``(K, D, D)`` ``sum_i r_ik (x_i - s_k)(x_i - s_k)^T``;
+      ``diag``/``spherical`` ``(K, D)`` its diagonal; ``tied`` ``(D, D)``
+      ``sum_i w_i (x_i - c)(x_i - c)^T``.
+    * ``log_likelihood = sum_i w_i log p(x_i)`` under the parameters of the
+      E-step, and ``total_weight = sum_i w_i``.
+
+    Statistics over disjoint rows with the same shift add up (``a + b``).
+    """
+
+    covariance_type: str
+    nk: np.ndarray
+    sum_x: np.ndarray
+    sum_xx: np.ndarray
+    shift: np.ndarray
+    log_likelihood: float
+    total_weight: float
+
+    def __add__(self, other: GaussianStats) -> GaussianStats:
+        if other.covariance_type != self.covariance_type or not np.array_equal(
+            other.shift, self.shift
+        ):
+            raise ValueError("only statistics around the same shift can be added")
+        return replace(
+            self,
+            nk=self.nk + other.nk,
+            sum_x=self.sum_x + other.sum_x,
+            sum_xx=self.sum_xx + other.sum_xx,
+            log_likelihood=self.log_likelihood + other.log_likelihood,
+            total_weight=self.total_weight + other.total_weight,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Precisions
+# ---------------------------------------------------------------------------
+
+
+def _inverse_cholesky(cov: np.ndarray) -> np.ndarray:
+    """Upper-triangular ``U`` with ``U U^T = cov^{-1}`` (LinAlgError if not PD)."""
+    chol = linalg.cholesky(cov, lower=True)
+    return linalg.solve_triangular(chol, np.eye(cov.shape[0]), lower=True).T
+
+
+def precisions_cholesky_from_covariances(
+    covariances: np.ndarray, covariance_type: str
+) -> tuple[np.ndarray, list[int]]:
+    """Cholesky factors of the precisions, and the components whose covariance
+    is not positive definite (their factor is left as the identity)."""
+    bad: list[int] = []
+    if covariance_type == "full":
+        out = np.empty_like(covariances)
+        for k, cov in enumerate(covariances):
+            try:
+                out[k] = _inverse_cholesky(cov)
+            except linalg.LinAlgError:
+                out[k] = np.eye(cov.shape[0])
+                bad.append(k)
+        return out, bad
+    if covariance_type == "tied":
+        try:
+            return _inverse_cholesky(covariances), bad
+        except linalg.LinAlgError:
+            raise SingularCovarianceError(
+                "The tied covariance is not positive definite (collapsed or "
+                "constant data); increase reg_covar."
+            ) from None
+    positive = covariances > 0
+    if covariance_type == "diag":
+        bad = [int(k) for k in np.flatnonzero(~positive.all(axis=1))]
+    else:
+        bad = [int(k) for k in np.flatnonzero(~positive)]
+    safe = np.where(positive, covariances, 1.0)
+    return 1.0 / np.sqrt(safe), bad
+
+
+def precisions_cholesky_from_precisions(
+    precisions: np.ndarray, covariance_type: str
+) -> np.ndarray:
+    """Upper-triangular factors ``U U^T = P`` (scikit-learn's flip trick, #26415)."""
+
+    def flip_chol(p):
+        return linalg.cholesky(p[::-1, ::-1], lower=True)[::-1, ::-1]
+
+    if covariance_type == "full":
+        return np.stack([flip_chol(p) for p in precisions])
+    if covariance_type == "tied":
+        return flip_chol(precisions)
+    return np.sqrt(precisions)
+
+
+def covariances_from_precisions_cholesky(
+    prec_chol: np.ndarray, covariance_type: str
+) -> np.ndarray:
+    """Inverse of the precisions given their Cholesky factors."""
+    if covariance_type == "full":
+        return np.stack([_inv_from_chol(u) for u in prec_chol])
+    if covariance_type == "tied":
+        return _inv_from_chol(prec_chol)
+    return 1.0 / prec_chol**2
+
+
+def _inv_from_chol(u: np.ndarray) -> np.ndarray:
+    uinv = linalg.solve_triangular(u, np.eye(u.shape[0]), lower=False)
+    return uinv.T @ uinv
+
+
+def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: int):
+    """``log det U`` per component (scikit-learn's ``_compute_log_det_cholesky``)."""
+    if covariance_type == "full":
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    if covariance_type == "tied":
+        return np.log(np.diag(prec_chol)).sum()
+    if covariance_type == "diag":
+        return np.log(prec_chol).sum(axis=1)
+    return n_features * np.log(prec_chol)
+
+
+# ---------------------------------------------------------------------------
+# Kernel arguments, E-step and per-row outputs
+# ---------------------------------------------------------------------------
+
+
+def _log_norm(params: GaussianParams) -> np.ndarray:
+    D = params.n_features
+    with np.errstate(divide="ignore"):
+        log_w = np.log(params.weights)
+    logdet = log_det_cholesky(params.precisions_cholesky, params.covariance_type, D)
+    return np.ascontiguousarray(log_w + logdet - 0.5 * D * _LOG_2PI, dtype=np.float64)
+
+
+def _tied_terms(params: GaussianParams) -> tuple[np.ndarray, np.ndarray]:
+    """Mixture mean ``c`` and ``(mu_k - c) U`` for the tied kernel."""
+    center = params.weights @ params.means
+    shifted = (params.means - center) @ params.precisions_cholesky
+    return np.ascontiguousarray(center), np.ascontiguousarray(shifted)
+
+
+def e_step(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    params: GaussianParams,
+    n_threads: int | None = None,
+) -> GaussianStats:
+    """Sufficient statistics and log-likelihood of validated rows ``X``.
+
+    One fused pass over ``X``; ``sample_weight`` has length 0 for unit weights.
+    """
+    N, D = X.shape
+    K = params.n_components
+    cov = params.covariance_type
+    T = n_tasks(N, D)
+    rows, block = task_rows(N, D), block_rows(D)
+    nk = np.zeros((T, K))
+    sx = np.zeros((T, K, D))
+    ll = np.zeros(T)
+    ws = np.zeros(T)
+    log_norm = _log_norm(params)
+    means = np.ascontiguousarray(params.means)
+    pc = np.ascontiguousarray(params.precisions_cholesky)
+    with kernel_threads(n_threads):
+        if cov == "full":
+            sxx = np.zeros((T, K, D, D))
+            _k.estep_full(
+                X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, ll, ws
+            )
+            shift = means
+        elif cov == "tied":
+            sxx = np.zeros((T, D, D))
+            center, shifted = _tied_terms(params)
+            _k.estep_tied(
+                X,
+                sample_weight,
+                log_norm,
+                center,
+                pc,
+                shifted,
+                rows,
+                block,
+                nk,
+                sx,
+                sxx,
+                ll,
+                ws,
+            )
+            shift = np.broadcast_to(center, (K, D)).copy()
+        else:
+            sxx = np.zeros((T, K, D))
+            kernel = _k.estep_diag if cov == "diag" else _k.estep_spherical
+            kernel(
+                X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, ll, ws
+            )
+            shift = means
+    sum_xx = sxx.sum(axis=0)
+    if cov in ("full", "tied"):
+        sum_xx = _symmetrize_lower(sum_xx)
+    return GaussianStats(
+        cov,
+        nk.sum(axis=0),
+        sx.sum(axis=0),
+        sum_xx,
+        shift.copy(),
+        float(ll.sum()),
+        float(ws.sum()),
+    )
+
+
+def _symmetrize_lower(S: np.ndarray) -> np.ndarray:
+    """Fill the upper triangle(s) from the lower one(s)."""
+    lower = np.tril(S)
+    return lower + np.swapaxes(np.tril(S, -1), -1, -2)
+
+
+def per_row(
+    X: np.ndarray,
+    params: GaussianParams,
+    *,
+    log_likelihood: bool = False,
+    responsibilities: bool = False,
+    labels: bool = False,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Per-row ``log p(x)``, ``p(k | x)`` and ``argmax_k p(x, k)`` as asked."""
+    N, D = X.shape
+    K = params.n_components
+    cov = params.covariance_type
+    out_lse = np.empty(N if log_likelihood else 0)
+    out_resp = np.empty((N if responsibilities else 0, K))
+    out_label = np.empty(N if labels else 0, dtype=np.int64)
+    pc = params.precisions_cholesky
+    if cov == "full":
+        pc3 = pc
+    elif cov == "tied":
+        pc3 = pc[None]
+    elif cov == "diag":
+        pc3 = pc[None]
+    else:
+        pc3 = pc[None, None]
+    if cov == "tied":
+        center, shifted = _tied_terms(params)
+    else:
+        center, shifted = np.zeros(D), np.zeros((K, D))
+    with kernel_threads(n_threads):
+        _k.per_row_outputs(
+            _COV_CODE[cov],
+            X,
+            _log_norm(params),
+            np.ascontiguousarray(params.means),
+            np.ascontiguousarray(pc3, dtype=np.float64),
+            center,
+            shifted,
+            block_rows(D),
+            out_lse,
+            out_resp,
+            out_label,
+        )
+    return (
+        out_lse if log_likelihood else None,
+        out_resp if responsibilities else None,
+        out_label if labels else None,
+    )
+
+
+# ---------------------------------------------------------------------------
+# M-step
+# ---------------------------------------------------------------------------
+
+
+def m_step(stats: GaussianStats, reg_covar: float) -> tuple[GaussianParams, list[int]]:
+    """New parameters from statistics, and the components that are degenerate.
+
+    Matches scikit-learn's ``_estimate_gaussian_parameters`` (``nk`` gets
+    ``10 eps`` added) followed by ``_compute_precision_cholesky``.  A
+    component is degenerate when its responsibility mass is below
+    ``10 eps`` of the total weight or its covariance is not positive
+    definite; its parameters are then placeholders for the caller to
+    re-seed.
+    """
+    cov = stats.covariance_type
+    K, D = stats.sum_x.shape
+    nk = stats.nk + _EPS10
+    delta = stats.sum_x / nk[:, None]
+    means = stats.shift + delta
+    if cov == "full":
+        covariances = (
+            stats.sum_xx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+        )
+        covariances[:, np.arange(D), np.arange(D)] += reg_covar
+    elif cov == "tied":
+        between = np.einsum("k,ki,kj->ij", nk, delta, delta)
+        covariances = (stats.sum_xx - between) / nk.sum()
+        covariances = 0.5 * (covariances + covariances.T)
+        covariances[np.arange(D), np.arange(D)] += reg_covar
+    else:
+        var = np.maximum(stats.sum_xx / nk[:, None] - delta**2, 0.0)
+        if cov == "spherical":
+            var = var.mean(axis=1)
+        covariances = var + reg_covar
+    weights = nk / nk.sum()
+    prec_chol, bad = precisions_cholesky_from_covariances(covariances, cov)
+    empty = np.flatnonzero(stats.nk < _EPS10 * stats.total_weight)
+    bad = sorted(set(bad) | {int(k) for k in empty})
+    params = GaussianParams(cov, weights, means, covariances, prec_chol)
+    return params, bad
+
+
+def stats_from_scatter(
+    covariance_type: str,
+    nk: np.ndarray,
+    sum_x: np.ndarray,
+    scatter: np.ndarray,
+    shift: np.ndarray,
+) -> GaussianStats:
+    """Statistics of one covariance type from full per-component scatter
+    matrices around per-component shifts (the output of the initialisers)."""
+    total = float(nk.sum())
+    if covariance_type == "full":
+        return GaussianStats("full", nk, sum_x, scatter, shift, 0.0, total)
+    if covariance_type in ("diag", "spherical"):
+        diag = np.diagonal(scatter, axis1=1, axis2=2).copy()
+        return GaussianStats(covariance_type, nk, sum_x, diag, shift, 0.0, total)
+    # tied: move every component's statistics to the data mean c.
+    center = (sum_x + nk[:, None] * shift).sum(axis=0) / total
+    off = shift - center
+    sum_x_c = sum_x + nk[:, None] * off
+    total_scatter = (
+        scatter.sum(axis=0)
+        + np.einsum("ki,kj->ij", sum_x, off)
+        + np.einsum("ki,kj->ij", off, sum_x)
+        + np.einsum("k,ki,kj->ij", nk, off, off)
+    )
+    shift_c = np.broadcast_to(center, shift.shape).copy()
+    return GaussianStats("tied", nk, sum_x_c, total_scatter, shift_c, 0.0, total)
+
+
+# ---------------------------------------------------------------------------
+# Model size and sampling
+# ---------------------------------------------------------------------------
+
+
+def n_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+    """Free parameters, as scikit-learn's ``GaussianMixture._n_parameters``."""
+    K, D = n_components, n_features
+    cov_params = {
+        "full": K * D * (D + 1) / 2.0,
+        "diag": K * D,
+        "tied": D * (D + 1) / 2.0,
+        "spherical": K,
+    }[covariance_type]
+    return int(cov_params + D * K + K - 1)
+
+
+def sample(
+    params: GaussianParams, n_samples: int, rng: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n_samples`` rows and their component labels (scikit-learn's
+    algorithm, so the same ``RandomState`` gives the same draws)."""
+    counts = rng.multinomial(n_samples, params.weights)
+    cov = params.covariance_type
+    D = params.n_features
+    parts = []
+    for k, (mean, n) in enumerate(zip(params.means, counts, strict=True)):
+        if cov == "full":
+            parts.append(rng.multivariate_normal(mean, params.covariances[k], int(n)))
+        elif cov == "tied":
+            parts.append(rng.multivariate_normal(mean, params.covariances, int(n)))
+        else:
+            parts.append(
+                mean + rng.standard_normal(size=(n, D)) * np.sqrt(params.covariances[k])
+            )
+    X = np.vstack(parts)
+    y = np.concatenate(
+        [np.full(int(n), k, dtype=np.int64) for k, n in enumerate(counts)]
+    )
+    return X, y

@@ -1,0 +1,387 @@
+"""``fastem.GaussianMixture``: a drop-in for ``sklearn.mixture.GaussianMixture``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from . import em
+from ._base import EstimatorBase, stderr_reporter
+from ._validation import (
+    check_data,
+    check_int,
+    check_option,
+    check_param_array,
+    check_random_state,
+    check_real,
+    check_sample_weight,
+)
+from .families import gaussian as g
+from .families.gaussian_fit import INIT_METHODS, GaussianEM, initial_params
+from .sources import ArraySource
+
+
+class GaussianMixture(EstimatorBase):
+    """Gaussian mixture model fitted by EM with fused Numba kernels.
+
+    Same parameters, attributes and results as
+    ``sklearn.mixture.GaussianMixture`` (for the same initial parameters),
+    plus per-row ``sample_weight`` (frequency weights), float32 input (kept
+    as float32; statistics accumulated in float64), ``n_threads`` and a
+    per-iteration ``callback``.  Each EM iteration is one pass over the data
+    and allocates no ``(n_samples, n_components)`` array.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        Covariance parametrisation.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the covariance diagonals.
+    max_iter : int, default=100
+        EM iterations per initialisation (0 keeps the initial parameters).
+    n_init : int, default=1
+        Initialisations; the best final lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How initial responsibilities are chosen.  ``'kmeans'`` runs k-means++
+        and Lloyd iterations on at most 131072 rows sampled from ``X``, then
+        labels every row by its nearest center.
+    weights_init, means_init, precisions_init : array-like, optional
+        User-given initial parameters (shapes as in scikit-learn).
+    random_state : int, RandomState or None, default=None
+        Seed for initialisation and :meth:`sample`.
+    warm_start : bool, default=False
+        Continue from the previous fit's parameters (``n_init`` is ignored).
+    verbose : int, default=0
+        1 or more writes progress to standard error every ``verbose_interval``
+        iterations (2 adds timings).
+    verbose_interval : int, default=10
+        Iterations between progress lines.
+    n_threads : int or None, default=None
+        Threads for the kernels: None keeps numba's current setting, -1
+        uses all.  Results are bit-identical for any value.
+    callback : callable or None, default=None
+        ``callback(iteration, lower_bound)`` after every EM iteration;
+        returning ``True`` stops the current run.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shapes depend on ``covariance_type`` as in scikit-learn.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean (weighted) log-likelihood at the start of the last iteration of
+        the best run.
+    lower_bounds_ : list of float
+        Lower bound of every iteration of the best run.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        n_threads: int | None = None,
+        callback: Callable[[int, float], Any] | None = None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_threads = n_threads
+        self.callback = callback
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
+        """Estimate the parameters with EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; float32 stays float32, other dtypes become float64.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative frequency weights: an integer weight ``w`` gives the
+            same model as repeating the row ``w`` times.
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """Fit, then return the most probable component of each row of ``X``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._fit(X, sample_weight)
+        return self._per_row(X, labels=True)[2]
+
+    def _fit(self, X, sample_weight) -> np.ndarray:
+        self._validate_hyperparameters()
+        X = check_data(X, "X")
+        N, D = X.shape
+        if N < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {N}"
+            )
+        sw = check_sample_weight(sample_weight, N)
+        if sw.shape[0] and np.count_nonzero(sw) < self.n_components:
+            raise ValueError(
+                f"sample_weight has {np.count_nonzero(sw)} positive entries; "
+                f"n_components={self.n_components} needs at least as many"
+            )
+        inits = self._validated_inits(D)
+        warm = None
+        if self.warm_start and hasattr(self, "converged_"):
+            if self.n_features_in_ != D:
+                raise ValueError(
+                    f"X has {D} features, but the warm-started model has "
+                    f"{self.n_features_in_}"
+                )
+            warm = (self._params, self.lower_bound_)
+        source = ArraySource(X, sw)
+        family = GaussianEM(self.covariance_type, self.reg_covar, self.n_threads)
+        rng = check_random_state(self.random_state)
+
+        def initialize() -> g.GaussianParams:
+            return initial_params(
+                source,
+                self.n_components,
+                self.covariance_type,
+                self.reg_covar,
+                self.init_params,
+                rng,
+                n_threads=self.n_threads,
+                **inits,
+            )
+
+        run = em.fit_em(
+            family,
+            source,
+            initialize,
+            n_init=self.n_init,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            warm_start=warm,
+            callback=self.callback,
+            report=stderr_reporter if self.verbose else None,
+            verbose_interval=self.verbose_interval,
+        )
+        self._set_params_from(run.params)
+        self.converged_ = run.converged
+        self.n_iter_ = run.n_iter
+        self.lower_bound_ = run.lower_bound
+        self.lower_bounds_ = run.lower_bounds
+        self.n_features_in_ = D
+        return X
+
+    def _set_params_from(self, params: g.GaussianParams) -> None:
+        arrays = (
+            params.weights,
+            params.means,
+            params.covariances,
+            params.precisions_cholesky,
+        )
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise FloatingPointError(
+                "EM produced non-finite parameters; check the scale of X or increase reg_covar"
+            )
+        self._params = params
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = params.precisions()
+
+    # ------------------------------------------------------------ validation
+
+    def _validate_hyperparameters(self) -> None:
+        check_int(self.n_components, "n_components", 1)
+        check_option(self.covariance_type, "covariance_type", g.COVARIANCE_TYPES)
+        check_real(self.tol, "tol")
+        check_real(self.reg_covar, "reg_covar")
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
+        check_option(self.init_params, "init_params", INIT_METHODS)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
+        check_int(self.verbose, "verbose", 0)
+        check_int(self.verbose_interval, "verbose_interval", 1)
+        if self.n_threads is not None:
+            from ._parallel import resolve_n_threads
+
+            resolve_n_threads(self.n_threads)
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError("callback must be callable or None")
+        check_random_state(self.random_state)
+
+    def _validated_inits(self, n_features: int) -> dict[str, np.ndarray | None]:
+        K, D, cov = self.n_components, n_features, self.covariance_type
+        out: dict[str, np.ndarray | None] = {
+            "weights_init": None,
+            "means_init": None,
+            "precisions_init": None,
+        }
+        if self.weights_init is not None:
+            w = check_param_array(self.weights_init, "weights_init", (K,))
+            if (w < 0).any() or (w > 1).any():
+                raise ValueError(
+                    f"weights_init must be in [0, 1], got min {w.min():.5f}, max {w.max():.5f}"
+                )
+            if abs(1.0 - w.sum()) > 1e-8:
+                raise ValueError(f"weights_init must sum to 1, got {w.sum():.10f}")
+            out["weights_init"] = w
+        if self.means_init is not None:
+            out["means_init"] = check_param_array(self.means_init, "means_init", (K, D))
+        if self.precisions_init is not None:
+            shape = {
+                "full": (K, D, D),
+                "tied": (D, D),
+                "diag": (K, D),
+                "spherical": (K,),
+            }[cov]
+            p = check_param_array(self.precisions_init, "precisions_init", shape)
+            if cov in ("full", "tied"):
+                mats = p if cov == "full" else p[None]
+                for m in mats:
+                    if not np.allclose(m, m.T) or not (np.linalg.eigvalsh(m) > 0).all():
+                        raise ValueError(
+                            f"precisions_init ('{cov}') must be symmetric positive-definite"
+                        )
+            elif (p <= 0).any():
+                raise ValueError(f"precisions_init ('{cov}') must be positive")
+            out["precisions_init"] = p
+        return out
+
+    def _validated_X(self, X) -> np.ndarray:
+        self._check_is_fitted()
+        return check_data(X, "X", n_features=self.n_features_in_)
+
+    # ------------------------------------------------------------ inference
+
+    def _per_row(self, X, **want):
+        return g.per_row(X, self._params, n_threads=self.n_threads, **want)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._per_row(self._validated_X(X), labels=True)[2]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior probability of each component for each row.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+        """
+        return self._per_row(self._validated_X(X), responsibilities=True)[1]
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood ``log p(x)`` of each row.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        return self._per_row(self._validated_X(X), log_likelihood=True)[0]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean (optionally weighted) log-likelihood of ``X``."""
+        logp = self.score_samples(X)
+        if sample_weight is None:
+            return float(logp.mean())
+        sw = check_sample_weight(sample_weight, logp.shape[0])
+        return float(np.dot(sw, logp) / sw.sum())
+
+    def _n_parameters(self) -> int:
+        return g.n_parameters(
+            self.covariance_type, self.n_components, self.means_.shape[1]
+        )
+
+    def _criterion_terms(self, X, sample_weight) -> tuple[float, float]:
+        """Total log-likelihood and effective number of samples."""
+        logp = self.score_samples(X)
+        if sample_weight is None:
+            return float(logp.sum()), float(logp.shape[0])
+        sw = check_sample_weight(sample_weight, logp.shape[0])
+        return float(np.dot(sw, logp)), float(sw.sum())
+
+    def bic(self, X, sample_weight=None) -> float:
+        """Bayesian information criterion ``-2 log L + p log n`` (lower is better).
+
+        With ``sample_weight``, ``log L`` is weighted and ``n = sum(weights)``.
+        """
+        loglik, n = self._criterion_terms(X, sample_weight)
+        return -2.0 * loglik + self._n_parameters() * np.log(n)
+
+    def aic(self, X, sample_weight=None) -> float:
+        """Akaike information criterion ``-2 log L + 2 p`` (lower is better)."""
+        loglik, _ = self._criterion_terms(X, sample_weight)
+        return -2.0 * loglik + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw samples from the fitted mixture (scikit-learn's algorithm).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component of each sample.
+        """
+        self._check_is_fitted()
+        check_int(n_samples, "n_samples", 1)
+        return g.sample(self._params, n_samples, check_random_state(self.random_state))
+
+    # ----------------------------------------------------------- persistence
+
+    def save(self, path: str | PathLike) -> None:
+        """Write the fitted model to an ``.npz`` file (no pickle).
+
+        Load it back with :func:`fastem.load`.
+        """
+        from .io import save
+
+        save(self, path)
