@@ -350,7 +350,7 @@ def m_step(stats: GaussianStats, reg_covar: float) -> tuple[GaussianParams, list
     re-seed.
     """
     cov = stats.covariance_type
-    K, D = stats.sum_x.shape
+    D = stats.sum_x.shape[1]
     nk = stats.nk + _EPS10
     delta = stats.sum_x / nk[:, None]
     means = stats.shift + delta

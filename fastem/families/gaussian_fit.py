@@ -55,7 +55,7 @@ class GaussianEM:
         :class:`~fastem.exceptions.DegenerateComponentWarning` is emitted.
         """
         cov = self.covariance_type
-        K, D = params.means.shape
+        K = params.means.shape[0]
         bad = np.asarray(degenerate)
         good = np.setdiff1d(np.arange(K), bad)
         weights = params.weights.copy()
