@@ -143,13 +143,16 @@ def _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L):
 
 
 @njit(**SERIAL)
-def _responsibilities(L, nb, sw, r0, lse, resp):
+def _responsibilities(L, nb, sw, r0, lse, resp, acc):
     """Log-sum-exp over components and weighted responsibilities.
 
-    Writes ``lse[b] = log p(x_b)`` and ``resp[k, b] = w_b p(k | x_b)``;
-    returns ``(sum_b w_b log p(x_b), sum_b w_b)``.  The row maximum is
-    subtracted before exponentiating, so nothing overflows and components
-    whose log-density is ``-inf`` get exactly zero responsibility.
+    Writes ``lse[b] = log p(x_b)`` and ``resp[k, b] = w_b p(k | x_b)`` and
+    adds to ``acc`` (length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and
+    ``sum_b sum_k resp[k, b] L[k, b]`` (the expected complete-data log-joint;
+    ``acc[0] - acc[2]`` is the weighted entropy of the responsibilities).
+    The row maximum is subtracted before exponentiating, so nothing
+    overflows and components whose log-density is ``-inf`` get exactly zero
+    responsibility.
     """
     K = L.shape[0]
     for b in range(nb):
@@ -166,17 +169,23 @@ def _responsibilities(L, nb, sw, r0, lse, resp):
             total[b] += e
     ll = 0.0
     wsum = 0.0
+    joint = 0.0
     has_w = sw.shape[0] > 0
     for b in range(nb):
         w = sw[r0 + b] if has_w else 1.0
         lse[b] += math.log(total[b])
         scale = w / total[b]
         for k in range(K):
-            resp[k, b] *= scale
+            r = resp[k, b] * scale
+            resp[k, b] = r
+            if r != 0.0:
+                joint += r * L[k, b]
         if w != 0.0:
             ll += w * lse[b]
         wsum += w
-    return ll, wsum
+    acc[0] += ll
+    acc[1] += wsum
+    acc[2] += joint
 
 
 @njit(**SERIAL)
@@ -222,9 +231,7 @@ def _add_scatter(wdiff, diff, nb, S):
 
 
 @njit(**PARALLEL)
-def estep_full(
-    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, ll, wsum
-):
+def estep_full(X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, acc):
     """Statistics around the current means: ``sxx[t, k]`` is the lower
     triangle of ``sum r_k (x - mu_k)(x - mu_k)^T``."""
     N, D = X.shape
@@ -242,9 +249,7 @@ def estep_full(
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L)
-            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
-            ll[t] += a
-            wsum[t] += w
+            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
             for k in range(K):
                 if _accumulate_centered(
                     xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
@@ -265,8 +270,7 @@ def estep_tied(
     nk,
     sx,
     sxx,
-    ll,
-    wsum,
+    acc,
 ):
     """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
     ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``."""
@@ -285,9 +289,7 @@ def estep_tied(
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_tied(xt, nb, center, prec_chol, shifted_means, log_norm, u, L)
-            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
-            ll[t] += a
-            wsum[t] += w
+            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
             for k in range(K):
                 _accumulate_centered(xt, nb, resp, center, k, wdiff, diff, nk[t], sx[t])
             # Total scatter uses the row weights, not the responsibilities.
@@ -302,9 +304,7 @@ def estep_tied(
 
 
 @njit(**PARALLEL)
-def estep_diag(
-    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, ll, wsum
-):
+def estep_diag(X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, acc):
     """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2``."""
     N, D = X.shape
     K = means.shape[0]
@@ -318,15 +318,13 @@ def estep_diag(
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_diag(xt, nb, means, prec_chol, log_norm, L)
-            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
-            ll[t] += a
-            wsum[t] += w
+            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
 @njit(**PARALLEL)
 def estep_spherical(
-    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, ll, wsum
+    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, acc
 ):
     """Same statistics as ``estep_diag``; the M-step averages over features."""
     N, D = X.shape
@@ -341,9 +339,7 @@ def estep_spherical(
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L)
-            a, w = _responsibilities(L, nb, sw, r0, lse, resp)
-            ll[t] += a
-            wsum[t] += w
+            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 

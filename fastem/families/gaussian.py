@@ -77,6 +77,8 @@ class GaussianStats:
       ``sum_i w_i (x_i - c)(x_i - c)^T``.
     * ``log_likelihood = sum_i w_i log p(x_i)`` under the parameters of the
       E-step, and ``total_weight = sum_i w_i``.
+    * ``expected_log_joint = sum_i sum_k r_ik log p(x_i, k)``; the weighted
+      entropy of the responsibilities is ``log_likelihood - expected_log_joint``.
 
     Statistics over disjoint rows with the same shift add up (``a + b``).
     """
@@ -88,6 +90,7 @@ class GaussianStats:
     shift: np.ndarray
     log_likelihood: float
     total_weight: float
+    expected_log_joint: float = 0.0
 
     def __add__(self, other: GaussianStats) -> GaussianStats:
         if other.covariance_type != self.covariance_type or not np.array_equal(
@@ -101,6 +104,7 @@ class GaussianStats:
             sum_xx=self.sum_xx + other.sum_xx,
             log_likelihood=self.log_likelihood + other.log_likelihood,
             total_weight=self.total_weight + other.total_weight,
+            expected_log_joint=self.expected_log_joint + other.expected_log_joint,
         )
 
 
@@ -214,10 +218,14 @@ def e_step(
     sample_weight: np.ndarray,
     params: GaussianParams,
     n_threads: int | None = None,
+    log_norm: np.ndarray | None = None,
 ) -> GaussianStats:
     """Sufficient statistics and log-likelihood of validated rows ``X``.
 
     One fused pass over ``X``; ``sample_weight`` has length 0 for unit weights.
+    ``log_norm`` overrides the per-component constant of the log-density
+    (``log w_k + log det U_k - D/2 log 2 pi``), e.g. for variational updates
+    whose E-step uses expected log-weights and log-determinants.
     """
     N, D = X.shape
     K = params.n_components
@@ -226,16 +234,16 @@ def e_step(
     rows, block = task_rows(N, D), block_rows(D)
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
-    ll = np.zeros(T)
-    ws = np.zeros(T)
-    log_norm = _log_norm(params)
+    acc = np.zeros((T, 3))
+    if log_norm is None:
+        log_norm = _log_norm(params)
     means = np.ascontiguousarray(params.means)
     pc = np.ascontiguousarray(params.precisions_cholesky)
     with kernel_threads(n_threads):
         if cov == "full":
             sxx = np.zeros((T, K, D, D))
             _k.estep_full(
-                X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, ll, ws
+                X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, acc
             )
             shift = means
         elif cov == "tied":
@@ -253,16 +261,13 @@ def e_step(
                 nk,
                 sx,
                 sxx,
-                ll,
-                ws,
+                acc,
             )
             shift = np.broadcast_to(center, (K, D)).copy()
         else:
             sxx = np.zeros((T, K, D))
             kernel = _k.estep_diag if cov == "diag" else _k.estep_spherical
-            kernel(
-                X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, ll, ws
-            )
+            kernel(X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, acc)
             shift = means
     sum_xx = sxx.sum(axis=0)
     if cov in ("full", "tied"):
@@ -273,8 +278,7 @@ def e_step(
         sx.sum(axis=0),
         sum_xx,
         shift.copy(),
-        float(ll.sum()),
-        float(ws.sum()),
+        *(float(v) for v in acc.sum(axis=0)),
     )
 
 
