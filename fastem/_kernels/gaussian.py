@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
+from ._math import add_lower_scatter, exp_inplace, upper_tri_sq_norms
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; inlined into the kernels by LLVM)
@@ -60,15 +61,7 @@ def _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L):
         row = L[k]
         for b in range(nb):
             row[b] = 0.0
-        for j in range(D):
-            for b in range(nb):
-                y[b] = 0.0
-            for i in range(j + 1):
-                u = prec_chol[k, i, j]
-                for b in range(nb):
-                    y[b] += diff[i, b] * u
-            for b in range(nb):
-                row[b] += y[b] * y[b]
+        upper_tri_sq_norms(diff, nb, prec_chol[k], y, row)
         c = log_norm[k]
         for b in range(nb):
             row[b] = c - 0.5 * row[b]
@@ -143,46 +136,60 @@ def _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L):
 
 
 @njit(**SERIAL)
-def _responsibilities(L, nb, sw, r0, lse, resp, acc):
+def _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
     """Log-sum-exp over components and weighted responsibilities.
 
-    Writes ``lse[b] = log p(x_b)`` and ``resp[k, b] = w_b p(k | x_b)`` and
-    adds to ``acc`` (length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and
-    ``sum_b sum_k resp[k, b] L[k, b]`` (the expected complete-data log-joint;
-    ``acc[0] - acc[2]`` is the weighted entropy of the responsibilities).
-    The row maximum is subtracted before exponentiating, so nothing
-    overflows and components whose log-density is ``-inf`` get exactly zero
-    responsibility.
+    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (length 3):
+    ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k resp[k, b]
+    L[k, b]`` (the expected complete-data log-joint; ``acc[0] - acc[2]`` is
+    the weighted entropy of the responsibilities).  The row maximum is
+    subtracted before exponentiating, so nothing overflows, and components
+    whose log-density is ``-inf`` get exactly zero responsibility.
+    ``bits`` (int64) and ``total`` are scratch buffers of the block length.
     """
     K = L.shape[0]
     for b in range(nb):
-        lse[b] = -np.inf
-    for k in range(K):
+        rowmax[b] = L[0, b]
+    for k in range(1, K):
         for b in range(nb):
-            if L[k, b] > lse[b]:
-                lse[b] = L[k, b]
-    total = np.zeros(nb)
+            rowmax[b] = max(rowmax[b], L[k, b])
+    for b in range(nb):
+        total[b] = 0.0
     for k in range(K):
+        e = resp[k]
         for b in range(nb):
-            e = math.exp(L[k, b] - lse[b])
-            resp[k, b] = e
-            total[b] += e
+            e[b] = L[k, b] - rowmax[b]
+        exp_inplace(e, bits, nb)
+        for b in range(nb):
+            total[b] += e[b]
+    has_w = sw.shape[0] > 0
     ll = 0.0
     wsum = 0.0
+    if has_w:
+        for b in range(nb):
+            w = sw[r0 + b]
+            if w != 0.0:
+                ll += w * (rowmax[b] + math.log(total[b]))
+            wsum += w
+            total[b] = w / total[b]
+    else:
+        # Sum of logs as logs of products of 16 factors (each in [1, K]):
+        # 16x fewer scalar log calls.
+        for b0 in range(0, nb, 16):
+            prod = 1.0
+            for b in range(b0, min(nb, b0 + 16)):
+                prod *= total[b]
+            ll += math.log(prod)
+        for b in range(nb):
+            ll += rowmax[b]
+            total[b] = 1.0 / total[b]
+        wsum = float(nb)
     joint = 0.0
-    has_w = sw.shape[0] > 0
-    for b in range(nb):
-        w = sw[r0 + b] if has_w else 1.0
-        lse[b] += math.log(total[b])
-        scale = w / total[b]
-        for k in range(K):
-            r = resp[k, b] * scale
+    for k in range(K):
+        for b in range(nb):
+            r = resp[k, b] * total[b]
             resp[k, b] = r
-            if r != 0.0:
-                joint += r * L[k, b]
-        if w != 0.0:
-            ll += w * lse[b]
-        wsum += w
+            joint += r * L[k, b] if r != 0.0 else 0.0
     acc[0] += ll
     acc[1] += wsum
     acc[2] += joint
@@ -213,18 +220,6 @@ def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
     return True
 
 
-@njit(**SERIAL)
-def _add_scatter(wdiff, diff, nb, S):
-    """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i`` (lower triangle)."""
-    D = diff.shape[0]
-    for i in range(D):
-        for j in range(i + 1):
-            acc = 0.0
-            for b in range(nb):
-                acc += wdiff[i, b] * diff[j, b]
-            S[i, j] += acc
-
-
 # ---------------------------------------------------------------------------
 # Fused E-step + sufficient statistics, one kernel per covariance type
 # ---------------------------------------------------------------------------
@@ -243,18 +238,20 @@ def estep_full(X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx,
         y = np.empty(block)
         L = np.empty((K, block))
         resp = np.empty((K, block))
-        lse = np.empty(block)
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L)
-            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 if _accumulate_centered(
                     xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
                 ):
-                    _add_scatter(wdiff, diff, nb, sxx[t, k])
+                    add_lower_scatter(wdiff, diff, nb, sxx[t, k])
 
 
 @njit(**PARALLEL)
@@ -283,13 +280,15 @@ def estep_tied(
         wdiff = np.empty((D, block))
         L = np.empty((K, block))
         resp = np.empty((K, block))
-        lse = np.empty(block)
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_tied(xt, nb, center, prec_chol, shifted_means, log_norm, u, L)
-            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 _accumulate_centered(xt, nb, resp, center, k, wdiff, diff, nk[t], sx[t])
             # Total scatter uses the row weights, not the responsibilities.
@@ -300,7 +299,7 @@ def estep_tied(
                     z = xt[d, b] - c
                     diff[d, b] = z
                     wdiff[d, b] = z * sw[r0 + b] if has_w else z
-            _add_scatter(wdiff, diff, nb, sxx[t])
+            add_lower_scatter(wdiff, diff, nb, sxx[t])
 
 
 @njit(**PARALLEL)
@@ -312,13 +311,15 @@ def estep_diag(X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx,
         xt = np.empty((D, block))
         L = np.empty((K, block))
         resp = np.empty((K, block))
-        lse = np.empty(block)
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_diag(xt, nb, means, prec_chol, log_norm, L)
-            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
@@ -333,13 +334,15 @@ def estep_spherical(
         xt = np.empty((D, block))
         L = np.empty((K, block))
         resp = np.empty((K, block))
-        lse = np.empty(block)
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             _load_block(X, r0, nb, xt)
             _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L)
-            _responsibilities(L, nb, sw, r0, lse, resp, acc[t])
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
@@ -409,40 +412,54 @@ def per_row_outputs(
     """
     N, D = X.shape
     K = means.shape[0]
-    n_blocks = (N + block - 1) // block
+    rows_per_task = 16 * block
+    n_tasks = (N + rows_per_task - 1) // rows_per_task
     want_lse = out_lse.shape[0] > 0
     want_resp = out_resp.shape[0] > 0
     want_label = out_label.shape[0] > 0
-    for blk in prange(n_blocks):
-        r0 = blk * block
-        nb = min(block, N - r0)
+    for t in prange(n_tasks):
         xt = np.empty((D, block))
         buf = np.empty((D, block))
         y = np.empty(block)
         L = np.empty((K, block))
-        _load_block(X, r0, nb, xt)
-        _log_prob_block(
-            cov_code, xt, nb, means, prec_chol, center, shifted, log_norm, buf, y, L
-        )
-        if want_label:
+        E = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        r_end = min(N, (t + 1) * rows_per_task)
+        for r0 in range(t * rows_per_task, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _log_prob_block(
+                cov_code, xt, nb, means, prec_chol, center, shifted, log_norm, buf, y, L
+            )
+            if want_label:
+                for b in range(nb):
+                    best = 0
+                    for k in range(1, K):
+                        if L[k, b] > L[best, b]:
+                            best = k
+                    out_label[r0 + b] = best
+            if not (want_lse or want_resp):
+                continue
             for b in range(nb):
-                best = 0
-                for k in range(1, K):
-                    if L[k, b] > L[best, b]:
-                        best = k
-                out_label[r0 + b] = best
-        if want_lse or want_resp:
-            for b in range(nb):
-                m = L[0, b]
-                for k in range(1, K):
-                    if L[k, b] > m:
-                        m = L[k, b]
-                s = 0.0
-                for k in range(K):
-                    s += math.exp(L[k, b] - m)
-                lse = m + math.log(s)
-                if want_lse:
-                    out_lse[r0 + b] = lse
-                if want_resp:
+                rowmax[b] = L[0, b]
+                total[b] = 0.0
+            for k in range(1, K):
+                for b in range(nb):
+                    rowmax[b] = max(rowmax[b], L[k, b])
+            for k in range(K):
+                e = E[k]
+                for b in range(nb):
+                    e[b] = L[k, b] - rowmax[b]
+                exp_inplace(e, bits, nb)
+                for b in range(nb):
+                    total[b] += e[b]
+            if want_lse:
+                for b in range(nb):
+                    out_lse[r0 + b] = rowmax[b] + math.log(total[b])
+            if want_resp:
+                for b in range(nb):
+                    inv = 1.0 / total[b]
                     for k in range(K):
-                        out_resp[r0 + b, k] = math.exp(L[k, b] - lse)
+                        out_resp[r0 + b, k] = E[k, b] * inv
