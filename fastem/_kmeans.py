@@ -62,11 +62,9 @@ def kmeans_plusplus(
             potential = float(pots[best])
             indices[c] = candidates[best]
             _k.update_closest(X, cand_rows[best], closest)
-    if not potential > 0 and n_clusters > 1:
-        raise ValueError(
-            f"n_components={n_clusters} exceeds the number of distinct samples "
-            "with positive weight"
-        )
+    # A zero potential after the last center is fine: the data may hold
+    # exactly n_clusters distinct rows (the check inside the loop catches
+    # too few).
     return indices
 
 
