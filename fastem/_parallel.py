@@ -17,6 +17,19 @@ from collections.abc import Iterator
 import numba
 
 _WORKQUEUE_LOCK = threading.RLock()
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def thread_cap(n: int) -> Iterator[None]:
+    """Limit the kernels run by this thread to ``n`` threads (e.g. inside a
+    Dask task, where the worker's own threads already fill the cores)."""
+    previous = getattr(_LOCAL, "cap", None)
+    _LOCAL.cap = n
+    try:
+        yield
+    finally:
+        _LOCAL.cap = previous
 
 
 def resolve_n_threads(n_threads: int | None) -> int:
@@ -51,6 +64,9 @@ def _layer_is_unsafe() -> bool:
 def kernel_threads(n_threads: int | None) -> Iterator[None]:
     """Run the enclosed kernel calls on ``n_threads`` threads."""
     n = resolve_n_threads(n_threads)
+    cap = getattr(_LOCAL, "cap", None)
+    if cap is not None:
+        n = min(n, cap)
     previous = numba.get_num_threads()
     lock = _WORKQUEUE_LOCK if _layer_is_unsafe() else contextlib.nullcontext()
     with lock:

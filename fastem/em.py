@@ -11,6 +11,14 @@ It knows nothing about any distribution.  A *family* supplies
 ``reseed(source, params, degenerate) -> params``
     repaired parameters for those components.
 
+and optionally
+
+``lower_bound(stats, new_params) -> float``
+    the objective to monitor, given the statistics of an E-step and the
+    parameters the M-step made from them (a variational family returns its
+    evidence lower bound).  Without it the lower bound is the weighted mean
+    log-likelihood ``stats.log_likelihood / stats.total_weight``.
+
 The loop mirrors scikit-learn's ``BaseMixture.fit_predict``: ``lower_bound``
 is the mean log-likelihood under the parameters *entering* an iteration, the
 run stops when it changes by less than ``tol``, and of ``n_init`` runs the
@@ -60,8 +68,8 @@ def run_em(
     for n_iter in range(1, max_iter + 1):
         previous = run.lower_bound
         stats = family.e_step(source, run.params)
-        run.lower_bound = stats.log_likelihood / stats.total_weight
         new_params, degenerate = family.m_step(stats)
+        run.lower_bound = _lower_bound(family, stats, new_params)
         if degenerate:
             warnings.warn(
                 f"Iteration {n_iter}: component(s) {degenerate} became empty or "
@@ -87,6 +95,14 @@ def run_em(
         if stop is True:
             break
     return run
+
+
+def _lower_bound(family, stats, new_params) -> float:
+    """The family's own objective, or the weighted mean log-likelihood."""
+    bound = getattr(family, "lower_bound", None)
+    if bound is not None:
+        return float(bound(stats, new_params))
+    return stats.log_likelihood / stats.total_weight
 
 
 def fit_em(
@@ -145,3 +161,41 @@ def fit_em(
             stacklevel=3,
         )
     return best
+
+
+def stepwise_step(family, source, params, running, step: float):
+    """One step of stepwise (online) EM on a chunk of data.
+
+    Cappé & Moulines (2009): the running statistics (per unit weight) move
+    toward the chunk's statistics under the current parameters,
+    ``s <- (1 - step) s + step s_chunk``, and the parameters are the M-step
+    of ``s``.  With steps ``gamma_t`` such that ``sum gamma_t = inf`` and
+    ``sum gamma_t^2 < inf`` (e.g. ``(offset + t)^-kappa``, ``0.5 < kappa <=
+    1``) the parameters converge to a stationary point of the likelihood of
+    a stationary stream.
+
+    The family's statistics must support ``scaled(factor)``,
+    ``reshift(shift)`` and ``+``.  ``running`` is None for the first step.
+
+    Returns
+    -------
+    params, running, mean_log_likelihood
+        New parameters, new running statistics, and the mean log-likelihood
+        of the chunk under the parameters that entered the step.
+    """
+    stats = family.e_step(source, params)
+    batch = stats.scaled(1.0 / stats.total_weight)
+    if running is None or step >= 1.0:
+        running = batch
+    else:
+        running = running.reshift(batch.shift).scaled(1.0 - step) + batch.scaled(step)
+    new_params, degenerate = family.m_step(running)
+    if degenerate:
+        warnings.warn(
+            f"component(s) {degenerate} became empty or singular and were "
+            "re-seeded at the worst-explained samples of this chunk.",
+            DegenerateComponentWarning,
+            stacklevel=3,
+        )
+        new_params = family.reseed(source, new_params, degenerate)
+    return new_params, running, stats.log_likelihood / stats.total_weight

@@ -3,12 +3,15 @@ data source, and the re-seeding policy for degenerate components."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import _kmeans
 from .._kernels import kmeans as _kk
 from .._layout import n_tasks, task_rows
 from .._parallel import kernel_threads
+from ..sources import ArraySource, ordered_sum
 from . import gaussian as g
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -34,11 +37,7 @@ class GaussianEM:
     # -- the driver protocol ------------------------------------------------
 
     def e_step(self, source, params: g.GaussianParams) -> g.GaussianStats:
-        total = None
-        for X, w in source.chunks():
-            stats = g.e_step(X, w, params, self.n_threads)
-            total = stats if total is None else total + stats
-        return total
+        return source.map_reduce(g.e_step, params, self.n_threads)
 
     def m_step(self, stats: g.GaussianStats):
         return g.m_step(stats, self.reg_covar)
@@ -102,15 +101,9 @@ class GaussianEM:
     def _worst_rows(self, source, params, count):
         """Indices of the ``count`` rows (with positive weight) of lowest
         log-density under ``params``."""
-        scores = []
-        for X, w in source.chunks():
-            lse, _, _ = g.per_row(
-                X, params, log_likelihood=True, n_threads=self.n_threads
-            )
-            if w.shape[0]:
-                lse = np.where(w > 0, lse, np.inf)
-            scores.append(lse)
-        scores = np.concatenate(scores)
+        scores = np.concatenate(
+            source.map_chunks(_chunk_scores, params, self.n_threads)
+        )
         order = (
             np.argpartition(scores, count - 1)[:count]
             if count < scores.size
@@ -123,15 +116,28 @@ class GaussianEM:
         return np.sort(rng.choice(source.n_samples, count, replace=False))
 
     def _data_variance(self, source):
-        total, s1, s2 = 0.0, 0.0, 0.0
-        for X, w in source.chunks():
-            ww = w if w.shape[0] else np.ones(X.shape[0])
-            mean = np.average(X, axis=0, weights=ww)
-            s1 = s1 + ww.sum() * mean
-            s2 = s2 + (ww[:, None] * (X - mean) ** 2).sum(axis=0) + ww.sum() * mean**2
-            total += ww.sum()
-        mean = s1 / total
-        return np.maximum(s2 / total - mean**2, 0.0)
+        """Per-feature (weighted) variance of the data, around its first row."""
+        origin = source.rows(np.array([0]))[0]
+        moments = source.map_reduce(_chunk_moments, origin)
+        total, s1, s2 = moments[0], moments[1::2], moments[2::2]
+        return np.maximum(s2 / total - (s1 / total) ** 2, 0.0)
+
+
+def _chunk_scores(X, w, params, n_threads):
+    """Per-row log-likelihood, +inf for rows of weight zero."""
+    lse, _, _ = g.per_row(X, params, log_likelihood=True, n_threads=n_threads)
+    return np.where(w > 0, lse, np.inf) if w.shape[0] else lse
+
+
+def _chunk_moments(X, w, origin):
+    """``[sum w, (sum w z_d, sum w z_d^2) for each d]`` with ``z = x - origin``."""
+    ww = w if w.shape[0] else np.ones(X.shape[0])
+    z = np.asarray(X, dtype=np.float64) - origin
+    out = np.empty(1 + 2 * X.shape[1])
+    out[0] = ww.sum()
+    out[1::2] = ww @ z
+    out[2::2] = ww @ (z * z)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -192,70 +198,108 @@ def initial_params(
 
 
 def _initial_stats(source, n_components, cov, init_params, rng, n_threads):
+    """Statistics of the initial responsibilities (scikit-learn's four
+    methods); out-of-core sources run k-means on a uniform row sample."""
     K = n_components
     if init_params == "kmeans":
-        X, w = _single_chunk(source)
-        centers = _kmeans.kmeans(X, w, K, rng, n_threads)
-        labels = _kmeans.assign(X, w, centers, n_threads)
-        return _label_stats(X, w, labels, centers, cov, n_threads)
+        Xs, ws = _kmeans_rows(source, rng)
+        centers = _kmeans.kmeans(Xs, ws, K, rng, n_threads)
+        scatter = source.map_reduce(_label_scatter, centers, n_threads)
+        return scatter.to_stats(cov)
     if init_params == "k-means++":
-        X, w = _single_chunk(source)
-        idx = _kmeans.kmeans_plusplus(X, w, K, rng, n_threads)
-        return _point_stats(source, idx, cov)
+        Xs, ws = _kmeans_rows(source, rng)
+        idx = _kmeans.kmeans_plusplus(Xs, ws, K, rng, n_threads)
+        points = np.asarray(Xs[idx], dtype=np.float64)
+        return _point_stats(points, ws[idx] if ws.shape[0] else np.ones(K), cov)
     if init_params == "random_from_data":
+        # Component j starts at the j-th drawn row (scikit-learn's order).
         idx = rng.choice(source.n_samples, size=K, replace=False)
-        return _point_stats(source, idx, cov)
-    return _random_resp_stats(source, K, cov, rng)
+        order = np.argsort(idx)
+        points, weights = np.empty((K, source.n_features)), np.empty(K)
+        points[order] = source.rows(idx[order])
+        weights[order] = source.weights(idx[order])
+        return _point_stats(points, weights, cov)
+    center = source.rows(np.array([0]))[0]
+    if source.n_chunks == 1:
+        # The same random stream as scikit-learn's rng.uniform(size=(N, K)).
+        ((X, w),) = source.chunks()
+        return _random_scatter(X, w, K, center, rng).to_stats(cov)
+    # One seed per chunk, so chunks can be processed anywhere in any order.
+    seeds = rng.randint(np.iinfo(np.int32).max, size=source.n_chunks)
+    return ordered_sum(
+        _random_scatter(X, w, K, center, np.random.RandomState(seed))
+        for (X, w), seed in zip(source.chunks(), seeds, strict=True)
+    ).to_stats(cov)
 
 
-def _single_chunk(source):
-    chunks = list(source.chunks())
-    if len(chunks) != 1:
-        raise NotImplementedError("k-means initialisation needs an in-memory source")
-    return chunks[0]
+def _kmeans_rows(source, rng):
+    """Rows k-means runs on: all rows of an in-memory source (``kmeans``
+    subsamples by itself), or a uniform sample of an out-of-core one."""
+    if isinstance(source, ArraySource):
+        return source.X, source.sample_weight
+    n = min(source.n_samples, _kmeans.KMEANS_SUBSAMPLE)
+    idx = np.sort(rng.choice(source.n_samples, n, replace=False))
+    weighted = source.total_weight != source.n_samples
+    return source.rows(idx), source.weights(idx) if weighted else np.empty(0)
 
 
-def _label_stats(X, w, labels, shift, cov, n_threads):
+@dataclass(frozen=True)
+class _Scatter:
+    """Per-component weight, first moment and full scatter around per-component
+    shifts; additive over chunks (the initialisers' common currency)."""
+
+    nk: np.ndarray
+    sum_x: np.ndarray
+    scatter: np.ndarray
+    shift: np.ndarray
+
+    def __add__(self, other: _Scatter) -> _Scatter:
+        return _Scatter(
+            self.nk + other.nk,
+            self.sum_x + other.sum_x,
+            self.scatter + other.scatter,
+            self.shift,
+        )
+
+    def to_stats(self, cov: str) -> g.GaussianStats:
+        return g.stats_from_scatter(cov, self.nk, self.sum_x, self.scatter, self.shift)
+
+
+def _label_scatter(X, w, centers, n_threads):
+    """Scatter of the hard assignment of the rows to their nearest center."""
+    labels = _kmeans.assign(X, w, centers, n_threads)
     N, D = X.shape
-    K = shift.shape[0]
+    K = centers.shape[0]
     T, rows = n_tasks(N, D), task_rows(N, D)
     nk, sx, sxx = np.zeros((T, K)), np.zeros((T, K, D)), np.zeros((T, K, D, D))
-    shift = np.ascontiguousarray(shift, dtype=np.float64)
+    shift = np.ascontiguousarray(centers, dtype=np.float64)
     with kernel_threads(n_threads):
         _kk.label_scatter(X, w, labels, shift, rows, nk, sx, sxx)
     scatter = g._symmetrize_lower(sxx.sum(axis=0))
-    return g.stats_from_scatter(cov, nk.sum(axis=0), sx.sum(axis=0), scatter, shift)
+    return _Scatter(nk.sum(axis=0), sx.sum(axis=0), scatter, shift)
 
 
-def _point_stats(source, idx, cov):
+def _point_stats(points, weights, cov):
     """One-hot responsibilities on the chosen rows (sklearn's
     ``random_from_data`` and ``k-means++`` initialisations)."""
-    idx = np.asarray(idx)
-    points = source.rows(idx)
     K, D = points.shape
-    nk = source.weights(idx).astype(np.float64)
+    nk = np.asarray(weights, dtype=np.float64)
     return g.stats_from_scatter(cov, nk, np.zeros((K, D)), np.zeros((K, D, D)), points)
 
 
-def _random_resp_stats(source, K, cov, rng, chunk=1 << 16):
-    """Uniform random responsibilities, normalised per row (sklearn's
-    ``random``), accumulated chunk by chunk around the data mean."""
-    D = source.n_features
-    center = None
+def _random_scatter(X, w, K, center, rng, piece=1 << 16):
+    """Uniform random responsibilities normalised per row (sklearn's
+    ``random``), accumulated piece by piece around ``center``."""
+    D = X.shape[1]
     nk, sx, sxx = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
-    for X, w in source.chunks():
-        if center is None:
-            ww = w if w.shape[0] else None
-            center = np.average(X, axis=0, weights=ww).astype(np.float64)
-        for r0 in range(0, X.shape[0], chunk):
-            xc = np.asarray(X[r0 : r0 + chunk], dtype=np.float64) - center
-            resp = rng.uniform(size=(xc.shape[0], K))
-            resp /= resp.sum(axis=1, keepdims=True)
-            if w.shape[0]:
-                resp *= w[r0 : r0 + chunk, None]
-            nk += resp.sum(axis=0)
-            sx += resp.T @ xc
-            for k in range(K):
-                sxx[k] += (resp[:, k, None] * xc).T @ xc
-    shift = np.broadcast_to(center, (K, D)).copy()
-    return g.stats_from_scatter(cov, nk, sx, sxx, shift)
+    for r0 in range(0, X.shape[0], piece):
+        xc = np.asarray(X[r0 : r0 + piece], dtype=np.float64) - center
+        resp = rng.uniform(size=(xc.shape[0], K))
+        resp /= resp.sum(axis=1, keepdims=True)
+        if w.shape[0]:
+            resp *= w[r0 : r0 + piece, None]
+        nk += resp.sum(axis=0)
+        sx += resp.T @ xc
+        for k in range(K):
+            sxx[k] += (resp[:, k, None] * xc).T @ xc
+    return _Scatter(nk, sx, sxx, np.broadcast_to(center, (K, D)).copy())
