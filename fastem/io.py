@@ -54,7 +54,14 @@ def save(model, path: str | PathLike) -> None:
     for name in _FITTED:
         arrays["fitted__" + name] = getattr(model, name)
     arrays["fitted__lower_bounds_"] = np.asarray(model.lower_bounds_, dtype=np.float64)
-    np.savez(path, header=np.array(json.dumps(header)), **arrays)
+    header_array = np.array(json.dumps(header))
+    if hasattr(path, "write"):  # an open binary file
+        np.savez(path, header=header_array, **arrays)
+        return
+    # Through a file object: np.savez given a name would append ".npz" to a
+    # path with another suffix, and load(path) would then not find it.
+    with open(path, "wb") as f:
+        np.savez(f, header=header_array, **arrays)
 
 
 def load(path: str | PathLike):
