@@ -34,8 +34,8 @@ def _apply(func: Callable, X, w, allow_nan: bool, *args: Any):
 
 
 def _check_block(X, allow_nan: bool) -> np.ndarray:
-    check_data(X, "X block", allow_nan=allow_nan)
-    return np.zeros(1)
+    X = check_data(X, "X block", allow_nan=allow_nan)
+    return np.array([float(np.isnan(X).any())])
 
 
 class DaskSource(Source):
@@ -90,12 +90,13 @@ class DaskSource(Source):
             drop_axis=1,
         )
         if self.w is None:
-            checks.compute()
+            self.has_nan = bool(checks.max().compute())
             self.total_weight = float(self.n_samples)
         else:
             from dask import compute
 
-            wmin, wsum, _ = compute(self.w.min(), self.w.sum(), checks)
+            wmin, wsum, nan = compute(self.w.min(), self.w.sum(), checks.max())
+            self.has_nan = bool(nan)
             if not np.isfinite(wsum) or wmin < 0 or not wsum > 0:
                 raise ValueError(
                     "sample_weight must be finite and non-negative with a positive sum"
@@ -154,7 +155,7 @@ class DaskSource(Source):
         return np.asarray(self.w[np.asarray(index)].compute(), dtype=np.float64)
 
 
-def map_rows(X, func: Callable, *args: Any, n_columns: int | None = None):
+def map_rows(X, func: Callable, *args: Any, n_columns: int | None = None, dtype=float):
     """``func(block, *args)`` over the row blocks of a dask array, lazily.
 
     ``n_columns`` is the width of a 2-d result (None for a 1-d result).
@@ -166,5 +167,5 @@ def map_rows(X, func: Callable, *args: Any, n_columns: int | None = None):
 
     X = X.rechunk({1: -1})
     if n_columns is None:
-        return X.map_blocks(run, drop_axis=1, dtype=float)
-    return X.map_blocks(run, chunks=(X.chunks[0], (n_columns,)), dtype=float)
+        return X.map_blocks(run, drop_axis=1, dtype=dtype)
+    return X.map_blocks(run, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)

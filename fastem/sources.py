@@ -64,6 +64,8 @@ class Source:
     dtype: np.dtype
     total_weight: float
     n_chunks: int
+    #: Whether any value is NaN (known after validation).
+    has_nan: bool = False
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # pragma: no cover
         raise NotImplementedError
@@ -228,9 +230,10 @@ class ChunkedSource(Source):
             yield X, w
 
     def validate(self) -> None:
-        """Read every chunk once (raises on bad values)."""
-        for _ in self.chunks():
-            pass
+        """Read every chunk once (raises on bad values; sets ``has_nan``)."""
+        self.has_nan = False
+        for X, _ in self.chunks():
+            self.has_nan = self.has_nan or bool(np.isnan(X).any())
 
 
 class IterableSource(Source):
@@ -253,7 +256,9 @@ class IterableSource(Source):
             self._factory = lambda: chunks
         self.allow_nan = allow_nan
         n, w_total, n_chunks, dtype, n_features = 0, 0.0, 0, None, None
+        self.has_nan = False
         for X, w in self.chunks():
+            self.has_nan = self.has_nan or bool(np.isnan(X).any())
             n_features = X.shape[1]
             dtype = X.dtype if dtype is None else np.promote_types(dtype, X.dtype)
             n += X.shape[0]
@@ -306,6 +311,11 @@ def as_source(X, sample_weight=None, *, chunk_rows=None, allow_nan=False):
         from ._dask import DaskSource
 
         return DaskSource(X, sample_weight, allow_nan=allow_nan), None
+    if isinstance(X, Iterator):
+        raise TypeError(
+            "X is a one-shot iterator; EM needs several passes: pass a callable "
+            "returning a fresh iterator, or a list of arrays"
+        )
     if callable(X) or (isinstance(X, (list, tuple)) and X and hasattr(X[0], "shape")):
         if sample_weight is not None:
             raise ValueError(
