@@ -20,12 +20,17 @@ def check_data(
     *,
     n_features: int | None = None,
     min_samples: int = 1,
+    allow_nan: bool = False,
+    allow_all_nan_rows: bool = False,
 ) -> np.ndarray:
     """Return ``X`` as a C-contiguous float32/float64 2-d array.
 
     float32 and float64 are kept; other real numeric dtypes are converted to
     float64.  Raises on non-numeric data, wrong dimensionality, too few rows,
-    a wrong number of features, and non-finite values.
+    a wrong number of features, and non-finite values.  With ``allow_nan``,
+    NaN entries are missing values and allowed (infinite values are still
+    rejected), but a row whose every value is NaN is rejected unless
+    ``allow_all_nan_rows``.
     """
     if hasattr(X, "toarray") and hasattr(X, "nnz"):
         raise TypeError(f"{name} is a sparse matrix; GaussianMixture needs dense data")
@@ -65,7 +70,9 @@ def check_data(
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     arr = np.ascontiguousarray(arr)
-    if not np.isfinite(arr).all():
+    if allow_nan:
+        _check_missing(arr, name, allow_all_nan_rows)
+    elif not np.isfinite(arr).all():
         bad = ~np.isfinite(arr)
         row, col = np.argwhere(bad)[0]
         kind = "NaN" if np.isnan(arr[row, col]) else "infinite"
@@ -74,6 +81,28 @@ def check_data(
             f"first at row {row}, column {col}); missing values are not supported"
         )
     return arr
+
+
+def _check_missing(arr: np.ndarray, name: str, allow_all_nan_rows: bool) -> None:
+    """NaN entries are allowed; infinite values and all-NaN rows are not."""
+    if np.isfinite(arr).all():
+        return
+    inf = np.isinf(arr)
+    if inf.any():
+        row, col = np.argwhere(inf)[0]
+        raise ValueError(
+            f"{name} contains infinite values ({int(inf.sum())} entries; first "
+            f"at row {row}, column {col}); only NaN marks a missing value"
+        )
+    if not allow_all_nan_rows:
+        empty = np.isnan(arr).all(axis=1)
+        if empty.any():
+            rows = np.flatnonzero(empty)
+            raise ValueError(
+                f"{name} row {rows[0]} has every value missing (NaN) "
+                f"({rows.size} such row(s)); drop such rows, they carry no "
+                "information about the mixture"
+            )
 
 
 def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:

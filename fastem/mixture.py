@@ -10,6 +10,7 @@ import numpy as np
 
 from . import em
 from ._base import EstimatorBase, stderr_reporter
+from ._patterns import has_nan
 from ._validation import (
     check_data,
     check_int,
@@ -20,6 +21,7 @@ from ._validation import (
     check_sample_weight,
 )
 from .families import gaussian as g
+from .families import gaussian_missing as gm
 from .families.gaussian_fit import INIT_METHODS, GaussianEM, initial_params
 from .sources import ArraySource
 
@@ -33,6 +35,18 @@ class GaussianMixture(EstimatorBase):
     as float32; statistics accumulated in float64), ``n_threads`` and a
     per-iteration ``callback``.  Each EM iteration is one pass over the data
     and allocates no ``(n_samples, n_components)`` array.
+
+    Missing values: NaN entries of ``X`` are missing (at random).  ``fit``
+    runs exact EM on the observed values (each row's E-step uses the marginal
+    of its observed coordinates, the M-step the conditional expectations of
+    the missing ones); ``predict``, ``predict_proba``, ``score_samples``,
+    ``score``, ``bic`` and ``aic`` marginalise the missing coordinates;
+    :meth:`impute` and :meth:`sample_missing` fill them in.  A row with every
+    value missing is rejected by ``fit`` and the scoring methods.  With
+    missing values, initialisation runs on the data with NaN replaced by the
+    (weighted) column means of the observed values, and the fit keeps a copy
+    of the rows (the complete ones in the dtype of ``X``, the incomplete ones
+    as float64, grouped by missingness pattern).  Without NaN nothing changes.
 
     Parameters
     ----------
@@ -156,7 +170,7 @@ class GaussianMixture(EstimatorBase):
 
     def _fit(self, X, sample_weight) -> np.ndarray:
         self._validate_hyperparameters()
-        X = check_data(X, "X")
+        X = check_data(X, "X", allow_nan=True)
         N, D = X.shape
         if N < self.n_components:
             raise ValueError(
@@ -178,13 +192,22 @@ class GaussianMixture(EstimatorBase):
                     f"{self.n_features_in_}"
                 )
             warm = (self._params, self.lower_bound_)
-        source = ArraySource(X, sw)
-        family = GaussianEM(self.covariance_type, self.reg_covar, self.n_threads)
+        if has_nan(X):
+            source, init_source = gm.fit_parts(X, sw)
+            family = gm.GaussianMissingEM(
+                self.covariance_type, self.reg_covar, self.n_threads
+            )
+        else:
+            source = ArraySource(X, sw)
+            family = GaussianEM(self.covariance_type, self.reg_covar, self.n_threads)
+
+            def init_source():
+                return source
         rng = check_random_state(self.random_state)
 
         def initialize() -> g.GaussianParams:
             return initial_params(
-                source,
+                init_source(),
                 self.n_components,
                 self.covariance_type,
                 self.reg_covar,
@@ -294,12 +317,13 @@ class GaussianMixture(EstimatorBase):
 
     def _validated_X(self, X) -> np.ndarray:
         self._check_is_fitted()
-        return check_data(X, "X", n_features=self.n_features_in_)
+        return check_data(X, "X", n_features=self.n_features_in_, allow_nan=True)
 
     # ------------------------------------------------------------ inference
 
     def _per_row(self, X, **want):
-        return g.per_row(X, self._params, n_threads=self.n_threads, **want)
+        per_row = gm.per_row if has_nan(X) else g.per_row
+        return per_row(X, self._params, n_threads=self.n_threads, **want)
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each row.
@@ -327,6 +351,76 @@ class GaussianMixture(EstimatorBase):
         log_prob : ndarray of shape (n_samples,)
         """
         return self._per_row(self._validated_X(X), log_likelihood=True)[0]
+
+    def impute(self, X) -> np.ndarray:
+        """Replace missing values (NaN) by their conditional mean under the
+        fitted mixture.
+
+        Each missing value of a row becomes
+        ``sum_k p(k | x_obs) E[x_mis | x_obs, k]``: the mix of the components'
+        conditional means, weighted by the posterior of each component given
+        the row's observed values.  A row with every value missing gets the
+        mixture mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with NaN marking missing values.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A new array of the dtype of the validated ``X`` (float32 stays
+            float32); observed values are copied unchanged.
+        """
+        self._check_is_fitted()
+        X = check_data(
+            X,
+            "X",
+            n_features=self.n_features_in_,
+            allow_nan=True,
+            allow_all_nan_rows=True,
+        )
+        return gm.impute(X, self._params, n_threads=self.n_threads)
+
+    def sample_missing(self, X, n_draws: int = 1, random_state=None) -> np.ndarray:
+        """Draw the missing values (NaN) of ``X`` from the fitted mixture, for
+        multiple imputation.
+
+        For every draw and row a component is drawn from ``p(k | x_obs)``, then
+        the missing values from that component's conditional Gaussian
+        ``p(x_mis | x_obs, k)``.  A row with every value missing gets a draw
+        from the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with NaN marking missing values.
+        n_draws : int, default=1
+            Number of completed copies of ``X``.
+        random_state : int, RandomState or None, default=None
+            Seed of the draws (None uses numpy's global ``RandomState``).  The
+            draws do not depend on the number of threads.
+
+        Returns
+        -------
+        X_draws : ndarray of shape (n_draws, n_samples, n_features)
+            Completed copies of ``X`` (dtype of the validated ``X``); observed
+            values are copied unchanged.
+        """
+        self._check_is_fitted()
+        check_int(n_draws, "n_draws", 1)
+        rng = check_random_state(random_state)
+        X = check_data(
+            X,
+            "X",
+            n_features=self.n_features_in_,
+            allow_nan=True,
+            allow_all_nan_rows=True,
+        )
+        return gm.sample_missing(
+            X, self._params, n_draws, rng, n_threads=self.n_threads
+        )
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Mean (optionally weighted) log-likelihood of ``X``."""

@@ -1,0 +1,972 @@
+"""Fused Gaussian-mixture kernels for rows with missing values.
+
+The E-step of a row with observed features ``O`` and missing features ``M``
+uses the marginal density of ``x_O``; its statistics use the conditional
+expectations ``E[x_M | x_O, k]`` and ``E[x_M x_M^T | x_O, k]`` (Ghahramani &
+Jordan, 1994).  Everything is written with the precision ``Lambda_k``:
+
+* conditional mean   ``E[x_M | x_O, k] = mu_M - G (x_O - mu_O)`` with
+  ``G = Lambda_MM^{-1} Lambda_MO``;
+* conditional covariance ``Lambda_MM^{-1}``;
+* ``log det Sigma_OO = log det Sigma + log det Lambda_MM``, and the
+  Mahalanobis distance of ``x_O`` under ``Sigma_OO`` equals the full one of the
+  row completed with its conditional mean.
+
+So a pattern costs one ``m x m`` Cholesky factorisation per component
+(``m = |M|``, usually small), computed once per *run*: the rows come sorted by
+missingness pattern and a task walks the runs of equal pattern in its row
+range, computing the factors at the start of each run and streaming the run's
+rows through in blocks.
+
+Conventions shared by every kernel
+----------------------------------
+* ``Xm`` is C-contiguous float64 ``(n, D)``; its missing entries are never
+  read.  ``sw`` holds per-row weights or has length 0 for unit weights.
+* Rows ``starts[p]:starts[p + 1]`` share pattern ``p``; ``index[p, :n_obs[p]]``
+  lists the observed features and ``index[p, n_obs[p]:]`` the missing ones,
+  both ascending.
+* ``log_norm`` is the complete-data constant of
+  :mod:`fastem._kernels.gaussian` (``log w_k + log det U_k - D/2 log 2 pi``).
+* Task ``t`` covers rows ``[t * task_rows, (t + 1) * task_rows)`` and writes
+  only its own accumulator slice, which the caller adds in task order.
+* The statistics have the definitions of the complete-data kernels (second
+  moments lower-triangular, around the current means, or around the mixture
+  mean ``c`` for ``tied``), so the two kinds of rows add up.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import PARALLEL, SERIAL
+from ._math import add_lower_scatter, exp_inplace, upper_tri_sq_norms
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# ---------------------------------------------------------------------------
+# Small dense linear algebra on the missing block (serial helpers)
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def _chol_missing(P, idx, o, Lw, invd):
+    """Lower Cholesky factor of ``P[M, M]`` into ``Lw[:m, :m]`` and the
+    reciprocals of its diagonal into ``invd[:m]``; returns the sum of the
+    logs of its diagonal (``0.5 log det P[M, M]``), taking one log per eight
+    diagonal entries."""
+    m = P.shape[0] - o
+    logdet = 0.0
+    prod = 1.0
+    for j in range(m):
+        aj = idx[o + j]
+        s = P[aj, aj]
+        for q in range(j):
+            s -= Lw[j, q] * Lw[j, q]
+        d = math.sqrt(s)
+        Lw[j, j] = d
+        inv = 1.0 / d
+        invd[j] = inv
+        for i in range(j + 1, m):
+            s = P[idx[o + i], aj]
+            for q in range(j):
+                s -= Lw[i, q] * Lw[j, q]
+            Lw[i, j] = s * inv
+        prod *= d
+        if j % 8 == 7:
+            logdet += math.log(prod)
+            prod = 1.0
+    return logdet + math.log(prod)
+
+
+@njit(**SERIAL)
+def _chol_solve_rows(Lw, invd, m, B, ncols):
+    """``B[:m, :ncols] <- (Lw Lw^T)^{-1} B[:m, :ncols]`` in place; the inner
+    loops run along the rows of ``B`` (vectorised over its columns)."""
+    for i in range(m):
+        Bi = B[i]
+        for q in range(i):
+            lq = Lw[i, q]
+            Bq = B[q]
+            for c in range(ncols):
+                Bi[c] -= lq * Bq[c]
+        s = invd[i]
+        for c in range(ncols):
+            Bi[c] *= s
+    for i in range(m - 1, -1, -1):
+        Bi = B[i]
+        for q in range(i + 1, m):
+            lq = Lw[q, i]
+            Bq = B[q]
+            for c in range(ncols):
+                Bi[c] -= lq * Bq[c]
+        s = invd[i]
+        for c in range(ncols):
+            Bi[c] *= s
+
+
+@njit(**SERIAL)
+def _conditional_gain(P, idx, o, Lw, G, v):
+    """``Lw`` the Cholesky factor of ``P_MM``, ``v[:m]`` the reciprocals of
+    its diagonal and ``G = P_MM^{-1} P_MO`` (``m x o``).  Returns
+    ``0.5 log det P_MM``."""
+    m = P.shape[0] - o
+    logdet = _chol_missing(P, idx, o, Lw, v)
+    for q in range(m):
+        Pq = P[idx[o + q]]
+        Gq = G[q]
+        for i in range(o):
+            Gq[i] = Pq[idx[i]]
+    _chol_solve_rows(Lw, v, m, G, o)
+    return logdet
+
+
+@njit(**SERIAL)
+def _chol_inverse(Lw, invd, m, C):
+    """``C[:m, :m] = (Lw Lw^T)^{-1}`` (``invd``: reciprocal diagonal of Lw)."""
+    for q in range(m):
+        for j in range(m):
+            C[q, j] = 0.0
+        C[q, q] = 1.0
+    _chol_solve_rows(Lw, invd, m, C, m)
+
+
+@njit(**SERIAL)
+def _conditional_factors(P, idx, o, Lw, G, C, v):
+    """For precision ``P`` and the pattern ``idx``/``o``: ``Lw`` the Cholesky
+    factor of ``P_MM``, ``G = P_MM^{-1} P_MO`` (``m x o``) and
+    ``C = P_MM^{-1}`` (``m x m``), the conditional covariance.  Returns
+    ``0.5 log det P_MM``."""
+    logdet = _conditional_gain(P, idx, o, Lw, G, v)
+    _chol_inverse(Lw, v, P.shape[0] - o, C)
+    return logdet
+
+
+# ---------------------------------------------------------------------------
+# Per-run factors and per-block log-densities, one pair per covariance type
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def _factors_full(prec, log_norm, idx, o, Lw, G, C, v, lnp):
+    """Per-component conditional factors and marginal constants ``lnp``."""
+    K, D = prec.shape[0], prec.shape[1]
+    half = 0.5 * (D - o) * _LOG_2PI
+    for k in range(K):
+        ld = _conditional_factors(prec[k], idx, o, Lw[k], G[k], C[k], v)
+        lnp[k] = log_norm[k] + half - ld
+
+
+@njit(**SERIAL)
+def _fill_diff(xt, nb, idx, o, mu, G, d):
+    """``d`` = rows completed with their conditional mean, minus ``mu``:
+    ``x_O - mu_O`` on the observed features, ``-G (x_O - mu_O)`` on the
+    missing ones."""
+    D = xt.shape[0]
+    for i in range(o):
+        a = idx[i]
+        m_a = mu[a]
+        for b in range(nb):
+            d[a, b] = xt[a, b] - m_a
+    for j in range(D - o):
+        a = idx[o + j]
+        da = d[a]
+        for b in range(nb):
+            da[b] = 0.0
+        for i in range(o):
+            g = G[j, i]
+            di = d[idx[i]]
+            for b in range(nb):
+                da[b] -= g * di[b]
+
+
+@njit(**SERIAL)
+def _block_full(xt, nb, idx, o, means, prec_chol, G, lnp, dk, y, L):
+    """``dk[k]`` = row completed with its conditional mean, minus ``mu_k``;
+    ``L[k, b] = log p(x_O, k)``."""
+    K = means.shape[0]
+    for k in range(K):
+        d = dk[k]
+        _fill_diff(xt, nb, idx, o, means[k], G[k], d)
+        row = L[k]
+        for b in range(nb):
+            row[b] = 0.0
+        upper_tri_sq_norms(d, nb, prec_chol[k], y, row)
+        c = lnp[k]
+        for b in range(nb):
+            row[b] = c - 0.5 * row[b]
+
+
+@njit(**SERIAL)
+def _factors_tied(
+    prec, prec_chol, means, center, log_norm, idx, o, Lw, G, C, v, A, s, h, lnp
+):
+    """Shared conditional factors of a tied model for one pattern.
+
+    ``A = U_O - G^T U_M`` (``o x D``) gives the observed-block Mahalanobis
+    distance as ``||(x_O - mu_O)^T A||^2``; ``s[k] = (mu_kO - c_O)^T A`` and
+    ``h[k] = mu_kM - c_M + G (mu_kO - c_O)``, so that the conditional mean is
+    ``c_M - G (x_O - c_O) + h[k]``.
+    """
+    D = prec.shape[0]
+    K = means.shape[0]
+    m = D - o
+    ld = _conditional_factors(prec, idx, o, Lw, G, C, v)
+    half = 0.5 * m * _LOG_2PI
+    for i in range(o):
+        ai = idx[i]
+        for j in range(D):
+            a = prec_chol[ai, j]
+            for q in range(m):
+                a -= G[q, i] * prec_chol[idx[o + q], j]
+            A[i, j] = a
+    for k in range(K):
+        lnp[k] = log_norm[k] + half - ld
+        for j in range(D):
+            acc = 0.0
+            for i in range(o):
+                ai = idx[i]
+                acc += (means[k, ai] - center[ai]) * A[i, j]
+            s[k, j] = acc
+        for q in range(m):
+            aq = idx[o + q]
+            acc = means[k, aq] - center[aq]
+            for i in range(o):
+                ai = idx[i]
+                acc += G[q, i] * (means[k, ai] - center[ai])
+            h[k, q] = acc
+
+
+@njit(**SERIAL)
+def _block_tied(xt, nb, idx, o, center, A, s, G, lnp, xc, u, e, L):
+    """``xc[i] = x_{O_i} - c``, ``e = -G xc`` and ``L[k, b] = log p(x_O, k)``."""
+    D = xt.shape[0]
+    K = s.shape[0]
+    m = D - o
+    for i in range(o):
+        a = idx[i]
+        c = center[a]
+        for b in range(nb):
+            xc[i, b] = xt[a, b] - c
+    for j in range(D):
+        for b in range(nb):
+            u[j, b] = 0.0
+        for i in range(o):
+            p = A[i, j]
+            for b in range(nb):
+                u[j, b] += xc[i, b] * p
+    for q in range(m):
+        for b in range(nb):
+            e[q, b] = 0.0
+        for i in range(o):
+            g = G[q, i]
+            for b in range(nb):
+                e[q, b] -= g * xc[i, b]
+    for k in range(K):
+        row = L[k]
+        for b in range(nb):
+            row[b] = 0.0
+        for j in range(D):
+            v = s[k, j]
+            for b in range(nb):
+                t = u[j, b] - v
+                row[b] += t * t
+        c = lnp[k]
+        for b in range(nb):
+            row[b] = c - 0.5 * row[b]
+
+
+@njit(**SERIAL)
+def _factors_diag(prec_chol, log_norm, idx, o, lnp):
+    """Marginal constants for diagonal precisions ``prec_chol`` ``(K, D)``."""
+    K, D = prec_chol.shape
+    half = 0.5 * (D - o) * _LOG_2PI
+    for k in range(K):
+        acc = log_norm[k] + half
+        for q in range(o, D):
+            acc -= math.log(prec_chol[k, idx[q]])
+        lnp[k] = acc
+
+
+@njit(**SERIAL)
+def _block_diag(xt, nb, idx, o, means, prec_chol, lnp, L):
+    K = means.shape[0]
+    for k in range(K):
+        row = L[k]
+        for b in range(nb):
+            row[b] = 0.0
+        for i in range(o):
+            a = idx[i]
+            mu = means[k, a]
+            p = prec_chol[k, a]
+            for b in range(nb):
+                t = (xt[a, b] - mu) * p
+                row[b] += t * t
+        c = lnp[k]
+        for b in range(nb):
+            row[b] = c - 0.5 * row[b]
+
+
+# ---------------------------------------------------------------------------
+# Shared block helpers
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def _load_block(X, r0, nb, xt):
+    D = X.shape[1]
+    for b in range(nb):
+        for d in range(D):
+            xt[d, b] = X[r0 + b, d]
+
+
+@njit(**SERIAL)
+def _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc):
+    """As the complete-data kernels: ``rowmax[b] + log(total[b]) = log p(x_O)``
+    and ``resp[k, b] = w_b p(k | x_O)``; adds the weighted log-likelihood, the
+    weight and the expected log-joint to ``acc``.  On return ``total[b]``
+    holds ``w_b / sum_k exp(L[k, b] - rowmax[b])``."""
+    K = L.shape[0]
+    for b in range(nb):
+        rowmax[b] = L[0, b]
+        total[b] = 0.0
+    for k in range(1, K):
+        for b in range(nb):
+            rowmax[b] = max(rowmax[b], L[k, b])
+    for k in range(K):
+        e = resp[k]
+        for b in range(nb):
+            e[b] = L[k, b] - rowmax[b]
+        exp_inplace(e, bits, nb)
+        for b in range(nb):
+            total[b] += e[b]
+    has_w = sw.shape[0] > 0
+    ll = 0.0
+    wsum = 0.0
+    for b in range(nb):
+        w = sw[r0 + b] if has_w else 1.0
+        if w != 0.0:
+            ll += w * (rowmax[b] + math.log(total[b]))
+        wsum += w
+        total[b] = w / total[b]
+    joint = 0.0
+    for k in range(K):
+        for b in range(nb):
+            r = resp[k, b] * total[b]
+            resp[k, b] = r
+            joint += r * L[k, b] if r != 0.0 else 0.0
+    acc[0] += ll
+    acc[1] += wsum
+    acc[2] += joint
+
+
+@njit(**SERIAL)
+def _first_run(starts, r):
+    """Pattern of sorted row ``r``."""
+    return np.searchsorted(starts, r, side="right") - 1
+
+
+# ---------------------------------------------------------------------------
+# Fused E-step + sufficient statistics
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def _segments(starts, r0, nb, seg_p, seg_lo):
+    """Split sorted rows ``r0:r0+nb`` into runs of equal pattern: run ``s``
+    has pattern ``seg_p[s]`` and block columns ``seg_lo[s]:seg_lo[s + 1]``.
+    Returns the number of runs."""
+    ns = 0
+    b = 0
+    p = _first_run(starts, r0)
+    while b < nb:
+        seg_p[ns] = p
+        seg_lo[ns] = b
+        b = min(nb, starts[p + 1] - r0)
+        ns += 1
+        p += 1
+    seg_lo[ns] = nb
+    return ns
+
+
+@njit(**SERIAL)
+def _fill_cols(xt, b0, b1, idx, o, mu, G, d):
+    """:func:`_fill_diff` on block columns ``b0:b1``."""
+    D = xt.shape[0]
+    for i in range(o):
+        a = idx[i]
+        m_a = mu[a]
+        for b in range(b0, b1):
+            d[a, b] = xt[a, b] - m_a
+    for j in range(D - o):
+        a = idx[o + j]
+        da = d[a]
+        for b in range(b0, b1):
+            da[b] = 0.0
+        for i in range(o):
+            g = G[j, i]
+            di = d[idx[i]]
+            for b in range(b0, b1):
+                da[b] -= g * di[b]
+
+
+@njit(**PARALLEL)
+def estep_missing_full(
+    Xm,
+    sw,
+    starts,
+    index,
+    n_obs,
+    log_norm,
+    means,
+    prec_chol,
+    prec,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    acc,
+):
+    """Full covariances: statistics around the current means.
+
+    ``sx[t, k] += r (xhat_k - mu_k)``, ``sxx[t, k]`` (lower triangle)
+    ``+= r [(xhat_k - mu_k)(xhat_k - mu_k)^T + C_k]`` with ``xhat_k`` the row
+    completed with its conditional mean and ``C_k`` the conditional
+    covariance on the missing block.
+
+    A block holds ``block`` consecutive sorted rows, whatever their
+    patterns: only the completion of each row (``-G (x_O - mu_O)``) and the
+    constant of its log-density depend on the pattern; the Mahalanobis
+    distances, responsibilities and scatter updates run over the whole block,
+    so patterns with few rows cost no more than long runs.  The factors of a
+    (pattern, component) pair are computed once per task (the rows are
+    sorted, so a one-pattern cache per component suffices), and the
+    conditional covariances are added once per pattern at the end of the task,
+    weighted by the pattern's summed responsibilities.
+    """
+    n, D = Xm.shape
+    K = means.shape[0]
+    for t in prange(nk.shape[0]):
+        r_begin = t * task_rows
+        r_end = min(n, r_begin + task_rows)
+        p_first = _first_run(starts, r_begin)
+        p_last = _first_run(starts, r_end - 1)
+        npk = np.zeros((p_last - p_first + 1, K))
+        xt = np.empty((D, block))
+        dk = np.empty((K, D, block))
+        wd = np.empty((D, block))
+        y = np.empty(block)
+        q = np.empty(block)
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        seg_p = np.empty(block, dtype=np.int64)
+        seg_lo = np.empty(block + 1, dtype=np.int64)
+        Lw = np.empty((D, D))
+        G = np.empty((K, D, D))
+        C = np.empty((D, D))
+        v = np.empty(D)
+        lnpc = np.empty(K)
+        cached = np.full(K, -1, dtype=np.int64)
+        for r0 in range(r_begin, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(Xm, r0, nb, xt)
+            ns = _segments(starts, r0, nb, seg_p, seg_lo)
+            for k in range(K):
+                d = dk[k]
+                row = L[k]
+                for s in range(ns):
+                    p = seg_p[s]
+                    idx = index[p]
+                    o = n_obs[p]
+                    if cached[k] != p:
+                        ld = _conditional_gain(prec[k], idx, o, Lw, G[k], v)
+                        lnpc[k] = log_norm[k] + 0.5 * (D - o) * _LOG_2PI - ld
+                        cached[k] = p
+                    b0 = seg_lo[s]
+                    b1 = seg_lo[s + 1]
+                    _fill_cols(xt, b0, b1, idx, o, means[k], G[k], d)
+                    c = lnpc[k]
+                    for b in range(b0, b1):
+                        row[b] = c
+                for b in range(nb):
+                    q[b] = 0.0
+                upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
+                for b in range(nb):
+                    row[b] -= 0.5 * q[b]
+            _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc[t])
+            for k in range(K):
+                rk = resp[k]
+                tot = 0.0
+                for s in range(ns):
+                    a0 = 0.0
+                    for b in range(seg_lo[s], seg_lo[s + 1]):
+                        a0 += rk[b]
+                    npk[seg_p[s] - p_first, k] += a0
+                    tot += a0
+                if tot == 0.0:
+                    continue
+                nk[t, k] += tot
+                d = dk[k]
+                for i in range(D):
+                    di = d[i]
+                    wi = wd[i]
+                    a1 = 0.0
+                    for b in range(nb):
+                        wz = rk[b] * di[b]
+                        wi[b] = wz
+                        a1 += wz
+                    sx[t, k, i] += a1
+                add_lower_scatter(wd, d, nb, sxx[t, k])
+        # Conditional covariances, once per (pattern, component).
+        for p in range(p_first, p_last + 1):
+            idx = index[p]
+            o = n_obs[p]
+            m = D - o
+            for k in range(K):
+                w = npk[p - p_first, k]
+                if w == 0.0:
+                    continue
+                _chol_missing(prec[k], idx, o, Lw, v)
+                _chol_inverse(Lw, v, m, C)
+                S = sxx[t, k]
+                for i in range(m):
+                    ai = idx[o + i]
+                    for j in range(i + 1):
+                        S[ai, idx[o + j]] += w * C[i, j]
+
+
+@njit(**PARALLEL)
+def estep_missing_tied(
+    Xm,
+    sw,
+    starts,
+    index,
+    n_obs,
+    log_norm,
+    means,
+    center,
+    prec_chol,
+    prec,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    acc,
+):
+    """Tied covariance: ``sx[t, k] += r (xhat_k - c)`` and ``sxx[t]`` (lower
+    triangle) ``+= sum_k r_k [(xhat_k - c)(xhat_k - c)^T + C]``.
+
+    The total scatter is the responsibility-weighted sum over components of
+    ``E[(x - c)(x - c)^T | x_O, k]``; it is accumulated as
+    ``w (xbar - c)(xbar - c)^T`` with ``xbar`` the posterior mean of the
+    completed row, plus on the missing block the spread of the components'
+    conditional means around ``xbar`` and ``w C``.
+    """
+    n, D = Xm.shape
+    K = means.shape[0]
+    has_w = sw.shape[0] > 0
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block))
+        xc = np.empty((D, block))
+        u = np.empty((D, block))
+        e = np.empty((D, block))
+        hbar = np.empty((D, block))
+        vv = np.empty((D, block))
+        wv = np.empty((D, block))
+        wts = np.empty(block)
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        Lw = np.empty((D, D))
+        G = np.empty((D, D))
+        C = np.empty((D, D))
+        A = np.empty((D, D))
+        s_k = np.empty((K, D))
+        h = np.empty((K, D))
+        v = np.empty(D)
+        lnp = np.empty(K)
+        S = sxx[t]
+        r = t * task_rows
+        r_end = min(n, r + task_rows)
+        p = _first_run(starts, r)
+        while r < r_end:
+            e_run = min(r_end, starts[p + 1])
+            idx = index[p]
+            o = n_obs[p]
+            m = D - o
+            _factors_tied(
+                prec,
+                prec_chol,
+                means,
+                center,
+                log_norm,
+                idx,
+                o,
+                Lw,
+                G,
+                C,
+                v,
+                A,
+                s_k,
+                h,
+                lnp,
+            )
+            wrun = 0.0
+            for r0 in range(r, e_run, block):
+                nb = min(block, e_run - r0)
+                _load_block(Xm, r0, nb, xt)
+                _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, u, e, L)
+                _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc[t])
+                for b in range(nb):
+                    wts[b] = sw[r0 + b] if has_w else 1.0
+                    wrun += wts[b]
+                for k in range(K):
+                    s = 0.0
+                    for b in range(nb):
+                        s += resp[k, b]
+                    if s == 0.0:
+                        continue
+                    nk[t, k] += s
+                    for i in range(o):
+                        a1 = 0.0
+                        for b in range(nb):
+                            a1 += resp[k, b] * xc[i, b]
+                        sx[t, k, idx[i]] += a1
+                    for q in range(m):
+                        a1 = 0.0
+                        for b in range(nb):
+                            a1 += resp[k, b] * e[q, b]
+                        sx[t, k, idx[o + q]] += a1 + s * h[k, q]
+                # Posterior mean of the completed row, minus c.
+                for q in range(m):
+                    for b in range(nb):
+                        hbar[q, b] = 0.0
+                    for k in range(K):
+                        hk = h[k, q]
+                        for b in range(nb):
+                            hbar[q, b] += resp[k, b] * hk
+                    for b in range(nb):
+                        if wts[b] != 0.0:
+                            hbar[q, b] /= wts[b]
+                for i in range(o):
+                    a = idx[i]
+                    for b in range(nb):
+                        vv[a, b] = xc[i, b]
+                        wv[a, b] = wts[b] * xc[i, b]
+                for q in range(m):
+                    a = idx[o + q]
+                    for b in range(nb):
+                        z = e[q, b] + hbar[q, b]
+                        vv[a, b] = z
+                        wv[a, b] = wts[b] * z
+                add_lower_scatter(wv, vv, nb, S)
+                # Spread of the conditional means around their posterior mean.
+                for k in range(K):
+                    for q in range(m):
+                        hk = h[k, q]
+                        for b in range(nb):
+                            wd_ = hk - hbar[q, b]
+                            vv[q, b] = wd_
+                            wv[q, b] = resp[k, b] * wd_
+                    for i in range(m):
+                        ai = idx[o + i]
+                        for j in range(i + 1):
+                            a2 = 0.0
+                            for b in range(nb):
+                                a2 += wv[i, b] * vv[j, b]
+                            S[ai, idx[o + j]] += a2
+            for i in range(m):
+                ai = idx[o + i]
+                for j in range(i + 1):
+                    S[ai, idx[o + j]] += wrun * C[i, j]
+            r = e_run
+            p += 1
+
+
+@njit(**PARALLEL)
+def estep_missing_diag(
+    Xm,
+    sw,
+    starts,
+    index,
+    n_obs,
+    log_norm,
+    means,
+    prec_chol,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    acc,
+):
+    """Diagonal (and spherical, with ``prec_chol`` broadcast to ``(K, D)``)
+    covariances: features are independent within a component, so a missing
+    feature simply drops out of the log-density, its conditional mean is
+    ``mu_kd`` (nothing added to ``sx``) and its conditional variance
+    ``1 / prec_chol[k, d]^2`` is added to ``sxx``.  No pattern structure is
+    needed: a 0/1 mask of the block does it (``starts``, ``index`` and
+    ``n_obs`` are unused; the signature matches the other kernels)."""
+    n, D = Xm.shape
+    K = means.shape[0]
+    log_2pi_half = 0.5 * _LOG_2PI
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block))
+        om = np.empty((D, block))
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        miss_c = np.empty((K, D))
+        var = np.empty((K, D))
+        for k in range(K):
+            for a in range(D):
+                pc = prec_chol[k, a]
+                miss_c[k, a] = log_2pi_half - math.log(pc)
+                var[k, a] = 1.0 / (pc * pc)
+        r_begin = t * task_rows
+        r_end = min(n, r_begin + task_rows)
+        for r0 in range(r_begin, r_end, block):
+            nb = min(block, r_end - r0)
+            for b in range(nb):
+                for a in range(D):
+                    x = Xm[r0 + b, a]
+                    if x != x:
+                        xt[a, b] = 0.0
+                        om[a, b] = 0.0
+                    else:
+                        xt[a, b] = x
+                        om[a, b] = 1.0
+            for k in range(K):
+                row = L[k]
+                c0 = log_norm[k]
+                for b in range(nb):
+                    row[b] = c0
+                for a in range(D):
+                    mu = means[k, a]
+                    pc = prec_chol[k, a]
+                    cm = miss_c[k, a]
+                    for b in range(nb):
+                        z = (xt[a, b] - mu) * pc
+                        w = om[a, b]
+                        row[b] += w * (-0.5 * z * z) + (1.0 - w) * cm
+            _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc[t])
+            for k in range(K):
+                rk = resp[k]
+                s = 0.0
+                for b in range(nb):
+                    s += rk[b]
+                if s == 0.0:
+                    continue
+                nk[t, k] += s
+                for a in range(D):
+                    mu = means[k, a]
+                    va = var[k, a]
+                    s1 = 0.0
+                    s2 = 0.0
+                    for b in range(nb):
+                        w = om[a, b]
+                        z = (xt[a, b] - mu) * w
+                        rz = rk[b] * z
+                        s1 += rz
+                        s2 += rz * z + rk[b] * (1.0 - w) * va
+                    sx[t, k, a] += s1
+                    sxx[t, k, a] += s2
+
+
+# ---------------------------------------------------------------------------
+# Per-row outputs: log p(x_O), posteriors, labels, conditional-mean
+# imputation and posterior draws of the missing values
+# ---------------------------------------------------------------------------
+
+
+@njit(**PARALLEL)
+def rows_missing(
+    cov_code,
+    Xm,
+    starts,
+    index,
+    n_obs,
+    log_norm,
+    means,
+    center,
+    prec_chol,
+    prec,
+    task_rows,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    out_fill,
+    u,
+    z,
+    out_draws,
+):
+    """Fill whichever outputs have ``n`` rows (pass length-0 arrays for the
+    others); rows are in ``Xm`` order.
+
+    ``cov_code`` 0 full, 1 tied, 2 diag/spherical.  ``prec_chol`` is 3-d:
+    ``(K, D, D)`` full, ``(1, D, D)`` tied, ``(1, K, D)`` diag/spherical;
+    ``prec`` holds the matching precisions (``(K, D, D)`` or ``(1, D, D)``;
+    any 3-d array for diag).
+
+    * ``out_lse[i] = log p(x_O)``, ``out_resp[i, k] = p(k | x_O)``,
+      ``out_label[i] = argmax_k p(x_O, k)``;
+    * ``out_fill[i]``: the row with each missing value replaced by
+      ``sum_k p(k | x_O) E[x_M | x_O, k]``;
+    * ``out_draws[s, i]``: the row with its missing values drawn from
+      ``p(x_M | x_O)``: component ``k`` is the first whose cumulative posterior
+      exceeds ``u[s, i]``, then ``x_M = E[x_M | x_O, k] + R_k z[s, i, M]`` with
+      ``R_k R_k^T`` the conditional covariance.
+    """
+    n, D = Xm.shape
+    K = means.shape[0]
+    n_tasks = (n + task_rows - 1) // task_rows
+    want_lse = out_lse.shape[0] > 0
+    want_resp = out_resp.shape[0] > 0
+    want_label = out_label.shape[0] > 0
+    want_fill = out_fill.shape[0] > 0
+    n_draws = out_draws.shape[0]
+    want_draws = n_draws > 0 and out_draws.shape[1] > 0
+    no_w = np.empty(0)
+    for t in prange(n_tasks):
+        xt = np.empty((D, block))
+        dk = np.empty((K, D, block))
+        y = np.empty(block)
+        xc = np.empty((D, block))
+        uu = np.empty((D, block))
+        e = np.empty((D, block))
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        nf = K if cov_code == 0 else 1
+        Lw = np.empty((nf, D, D))
+        G = np.empty((nf, D, D))
+        C = np.empty((nf, D, D))
+        A = np.empty((D, D))
+        s_k = np.empty((K, D))
+        h = np.empty((K, D))
+        v = np.empty(D)
+        lnp = np.empty(K)
+        cm = np.empty((K, D))
+        acc = np.zeros(3)
+        r = t * task_rows
+        r_end = min(n, r + task_rows)
+        p = _first_run(starts, r)
+        while r < r_end:
+            e_run = min(r_end, starts[p + 1])
+            idx = index[p]
+            o = n_obs[p]
+            m = D - o
+            if cov_code == 0:
+                _factors_full(prec, log_norm, idx, o, Lw, G, C, v, lnp)
+            elif cov_code == 1:
+                _factors_tied(
+                    prec[0],
+                    prec_chol[0],
+                    means,
+                    center,
+                    log_norm,
+                    idx,
+                    o,
+                    Lw[0],
+                    G[0],
+                    C[0],
+                    v,
+                    A,
+                    s_k,
+                    h,
+                    lnp,
+                )
+            else:
+                _factors_diag(prec_chol[0], log_norm, idx, o, lnp)
+            for r0 in range(r, e_run, block):
+                nb = min(block, e_run - r0)
+                _load_block(Xm, r0, nb, xt)
+                if cov_code == 0:
+                    _block_full(xt, nb, idx, o, means, prec_chol, G, lnp, dk, y, L)
+                elif cov_code == 1:
+                    _block_tied(xt, nb, idx, o, center, A, s_k, G[0], lnp, xc, uu, e, L)
+                else:
+                    _block_diag(xt, nb, idx, o, means, prec_chol[0], lnp, L)
+                _responsibilities(L, nb, no_w, 0, rowmax, total, bits, resp, acc)
+                for b in range(nb):
+                    row = r0 + b
+                    if want_lse:
+                        out_lse[row] = rowmax[b] - math.log(total[b])
+                    if want_resp:
+                        for k in range(K):
+                            out_resp[row, k] = resp[k, b]
+                    if want_label:
+                        best = 0
+                        for k in range(1, K):
+                            if L[k, b] > L[best, b]:
+                                best = k
+                        out_label[row] = best
+                    if not (want_fill or want_draws):
+                        continue
+                    # Conditional means of the missing features per component.
+                    for k in range(K):
+                        for q in range(m):
+                            a = idx[o + q]
+                            if cov_code == 0:
+                                cm[k, q] = means[k, a] + dk[k, a, b]
+                            elif cov_code == 1:
+                                cm[k, q] = center[a] + e[q, b] + h[k, q]
+                            else:
+                                cm[k, q] = means[k, a]
+                    if want_fill:
+                        for i in range(o):
+                            a = idx[i]
+                            out_fill[row, a] = xt[a, b]
+                        for q in range(m):
+                            acc_q = 0.0
+                            for k in range(K):
+                                acc_q += resp[k, b] * cm[k, q]
+                            out_fill[row, idx[o + q]] = acc_q
+                    if want_draws:
+                        for sd in range(n_draws):
+                            target = u[sd, row]
+                            kk = -1
+                            cum = 0.0
+                            for k in range(K):
+                                if resp[k, b] > 0.0:
+                                    kk = k
+                                    cum += resp[k, b]
+                                    if cum > target:
+                                        break
+                            for i in range(o):
+                                a = idx[i]
+                                out_draws[sd, row, a] = xt[a, b]
+                            if cov_code == 2:
+                                pcd = prec_chol[0]
+                                for q in range(m):
+                                    a = idx[o + q]
+                                    out_draws[sd, row, a] = (
+                                        cm[kk, q] + z[sd, row, a] / pcd[kk, a]
+                                    )
+                            else:
+                                f = kk if cov_code == 0 else 0
+                                Lk = Lw[f]
+                                # v = Lk^{-T} z_M has covariance (Lk Lk^T)^{-1}.
+                                for q in range(m - 1, -1, -1):
+                                    sq = z[sd, row, idx[o + q]]
+                                    for j in range(q + 1, m):
+                                        sq -= Lk[j, q] * v[j]
+                                    v[q] = sq / Lk[q, q]
+                                for q in range(m):
+                                    out_draws[sd, row, idx[o + q]] = cm[kk, q] + v[q]
+            r = e_run
+            p += 1

@@ -1,0 +1,166 @@
+"""Rows with missing values, grouped by missingness pattern.
+
+Missing values are NaN entries.  A fit splits the rows once: complete rows
+stay where they are (the complete-data kernels take them, so complete data pay
+nothing), incomplete rows are copied to float64, sorted by pattern, so that
+every per-pattern factorisation is computed once per run of equal pattern
+instead of once per row.  Nothing here depends on the mixture family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._layout import block_rows
+
+#: Most float64 elements of a kernel's per-component ``(K, D, block)`` buffer.
+_BUFFER_ELEMENTS = 1 << 15
+
+
+@dataclass(frozen=True)
+class IncompleteRows:
+    """Incomplete rows sorted by missingness pattern.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, n_features), float64
+        The rows, sorted by pattern (stable: original order within a pattern);
+        missing entries are NaN and never read by the kernels.
+    sample_weight : ndarray of shape (n,) or (0,)
+        Their weights (length 0: unit weights).
+    rows : ndarray of shape (n,), int64
+        Position of each row in the original data.
+    starts : ndarray of shape (n_patterns + 1,), int64
+        Rows ``starts[p]:starts[p + 1]`` have pattern ``p``.
+    index : ndarray of shape (n_patterns, n_features), int64
+        ``index[p, :n_observed[p]]`` are the observed features of pattern
+        ``p`` and ``index[p, n_observed[p]:]`` the missing ones, ascending.
+    n_observed : ndarray of shape (n_patterns,), int64
+    """
+
+    X: np.ndarray
+    sample_weight: np.ndarray
+    rows: np.ndarray
+    starts: np.ndarray
+    index: np.ndarray
+    n_observed: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_patterns(self) -> int:
+        return self.index.shape[0]
+
+    @property
+    def total_weight(self) -> float:
+        if self.sample_weight.shape[0] == 0:
+            return float(self.n_samples)
+        return float(self.sample_weight.sum())
+
+
+def _pattern_keys(mask: np.ndarray) -> np.ndarray:
+    """One sortable key per row of a boolean mask."""
+    packed = np.packbits(mask, axis=1)
+    width = packed.shape[1]
+    if width <= 8:
+        padded = np.zeros((packed.shape[0], 8), dtype=np.uint8)
+        padded[:, :width] = packed
+        return padded.view(">u8").ravel()
+    return np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
+
+
+def group_incomplete(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    rows: np.ndarray,
+    mask: np.ndarray,
+) -> IncompleteRows:
+    """Group ``X[rows]`` (rows with at least one NaN; ``mask`` their NaN mask)
+    by missingness pattern."""
+    D = X.shape[1]
+    if rows.shape[0] == 0:
+        return IncompleteRows(
+            np.empty((0, D)),
+            np.empty(0),
+            rows.astype(np.int64),
+            np.zeros(1, dtype=np.int64),
+            np.empty((0, D), dtype=np.int64),
+            np.empty(0, dtype=np.int64),
+        )
+    _, first, inverse = np.unique(
+        _pattern_keys(mask), return_index=True, return_inverse=True
+    )
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse)
+    starts = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    patterns = mask[first]
+    index = np.argsort(patterns, axis=1, kind="stable").astype(np.int64)
+    n_observed = (~patterns).sum(axis=1).astype(np.int64)
+    sorted_rows = rows[order].astype(np.int64)
+    Xm = np.ascontiguousarray(X[sorted_rows], dtype=np.float64)
+    sw = sample_weight[sorted_rows] if sample_weight.shape[0] else np.empty(0)
+    return IncompleteRows(
+        Xm, np.ascontiguousarray(sw), sorted_rows, starts, index, n_observed
+    )
+
+
+def split_rows(
+    X: np.ndarray, sample_weight: np.ndarray
+) -> tuple[np.ndarray, IncompleteRows]:
+    """Indices of the complete rows of ``X``, and the incomplete rows grouped.
+
+    ``X`` is validated (NaN allowed); it is not modified.
+    """
+    nan = np.isnan(X)
+    incomplete = nan.any(axis=1)
+    inc_rows = np.flatnonzero(incomplete)
+    complete = np.flatnonzero(~incomplete)
+    return complete, group_incomplete(X, sample_weight, inc_rows, nan[inc_rows])
+
+
+def missing_block_rows(n_features: int, n_components: int) -> int:
+    """Rows per block of the missing-value kernels: a multiple of 8 between 8
+    and :func:`fastem._layout.block_rows`, small enough that the
+    ``(n_components, n_features, block)`` buffer stays in cache."""
+    rows = _BUFFER_ELEMENTS // max(1, n_features * n_components)
+    rows = min(block_rows(n_features), rows - rows % 8)
+    return int(max(8, rows))
+
+
+def column_means(X: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
+    """Weighted mean of the observed values of every column (float64).
+
+    Raises
+    ------
+    ValueError
+        If a column has no observed value with positive weight.
+    """
+    observed = ~np.isnan(X)
+    w = sample_weight if sample_weight.shape[0] else np.ones(X.shape[0])
+    wo = observed * w[:, None]
+    denom = wo.sum(axis=0)
+    empty = np.flatnonzero(~(denom > 0))
+    if empty.size:
+        raise ValueError(
+            f"X column {int(empty[0])} has no observed value"
+            + (" with positive sample_weight" if sample_weight.shape[0] else "")
+            + f" ({empty.size} such column(s)); it cannot be estimated"
+        )
+    sums = np.einsum("ij,ij->j", np.where(observed, X, 0.0), wo, dtype=np.float64)
+    return sums / denom
+
+
+def fill_with(X: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A copy of ``X`` with NaN entries replaced by ``values[column]``."""
+    return np.where(np.isnan(X), values.astype(X.dtype), X)
+
+
+def has_nan(X: np.ndarray) -> bool:
+    """Whether a validated float array holds any NaN (one pass, no mask)."""
+    return X.size > 0 and bool(np.isnan(X.min()))

@@ -1,0 +1,471 @@
+"""Gaussian mixtures with missing values (NaN): exact EM, per-row outputs,
+imputation and posterior draws.
+
+A fit splits the rows once (:func:`fastem._patterns.split_rows`).  Complete
+rows go through the complete-data kernels unchanged; incomplete rows, grouped
+by missingness pattern, go through :mod:`fastem._kernels.gaussian_missing`.
+Both produce :class:`~fastem.families.gaussian.GaussianStats` with the same
+definitions (the missing coordinates of a row contribute their conditional
+expectations), so the statistics add and the complete-data M-step is reused
+unchanged.  This is the EM algorithm for incomplete data of Ghahramani &
+Jordan (1994) and Little & Rubin (2002, ch. 8 and 11), valid when values are
+missing at random.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .._kernels import gaussian_missing as _km
+from .._layout import block_rows, n_tasks, task_rows
+from .._parallel import kernel_threads
+from .._patterns import (
+    IncompleteRows,
+    column_means,
+    fill_with,
+    group_incomplete,
+    missing_block_rows,
+    split_rows,
+)
+from ..sources import ArraySource
+from . import gaussian as g
+from .gaussian_fit import GaussianEM
+
+# ---------------------------------------------------------------------------
+# Kernel arguments
+# ---------------------------------------------------------------------------
+
+
+def _prec_arrays(params: g.GaussianParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(prec_chol, prec)`` as the kernels take them (float64, C order)."""
+    cov = params.covariance_type
+    pc = params.precisions_cholesky
+    K, D = params.n_components, params.n_features
+    if cov == "full":
+        prec = np.einsum("kij,klj->kil", pc, pc)
+        return np.ascontiguousarray(pc), np.ascontiguousarray(prec)
+    if cov == "tied":
+        return np.ascontiguousarray(pc), np.ascontiguousarray(pc @ pc.T)
+    if cov == "spherical":
+        pc = np.repeat(pc[:, None], D, axis=1)
+    return np.ascontiguousarray(pc.reshape(K, D), dtype=np.float64), np.empty((0, 0))
+
+
+def _tasks(inc: IncompleteRows) -> tuple[int, int, int]:
+    """Tasks, rows per task and rows per block (functions of the shape only)."""
+    n, D = inc.X.shape
+    return n_tasks(n, D), task_rows(n, D), block_rows(D)
+
+
+def e_step(
+    inc: IncompleteRows, params: g.GaussianParams, n_threads: int | None = None
+) -> g.GaussianStats:
+    """Statistics and observed-data log-likelihood of incomplete rows.
+
+    Same definitions and shift as :func:`fastem.families.gaussian.e_step`,
+    with each missing coordinate contributing its conditional expectation
+    given the observed ones (and, to the second moments, the conditional
+    covariance), so the result adds to the statistics of complete rows.
+    """
+    D = inc.X.shape[1]
+    K = params.n_components
+    cov = params.covariance_type
+    T, rows, block = _tasks(inc)
+    nk = np.zeros((T, K))
+    sx = np.zeros((T, K, D))
+    acc = np.zeros((T, 3))
+    log_norm = g._log_norm(params)
+    means = np.ascontiguousarray(params.means)
+    pc, prec = _prec_arrays(params)
+    args = (inc.X, inc.sample_weight, inc.starts, inc.index, inc.n_observed, log_norm)
+    with kernel_threads(n_threads):
+        if cov == "full":
+            sxx = np.zeros((T, K, D, D))
+            _km.estep_missing_full(
+                *args, means, pc, prec, rows, block, nk, sx, sxx, acc
+            )
+            shift = means
+        elif cov == "tied":
+            sxx = np.zeros((T, D, D))
+            center, _ = g._tied_terms(params)
+            _km.estep_missing_tied(
+                *args, means, center, pc, prec, rows, block, nk, sx, sxx, acc
+            )
+            shift = np.broadcast_to(center, (K, D)).copy()
+        else:
+            sxx = np.zeros((T, K, D))
+            _km.estep_missing_diag(*args, means, pc, rows, block, nk, sx, sxx, acc)
+            shift = means
+    sum_xx = sxx.sum(axis=0)
+    if cov in ("full", "tied"):
+        sum_xx = g._symmetrize_lower(sum_xx)
+    return g.GaussianStats(
+        cov,
+        nk.sum(axis=0),
+        sx.sum(axis=0),
+        sum_xx,
+        shift.copy(),
+        *(float(v) for v in acc.sum(axis=0)),
+    )
+
+
+def reshift(stats: g.GaussianStats, shift: np.ndarray) -> g.GaussianStats:
+    """The same statistics around another shift (``x - s' = (x - s) + (s - s')``).
+
+    The complete-data kernels accumulate around the means rounded to the
+    dtype of ``X`` (float32 data); the missing-value kernels around the
+    float64 means.  Moving one set to the other's shift makes them addable;
+    with equal shifts the statistics are returned unchanged.
+    """
+    if np.array_equal(stats.shift, shift):
+        return stats
+    delta = stats.shift - shift
+    nk, sx = stats.nk, stats.sum_x
+    if stats.covariance_type == "full":
+        cross = np.einsum("ki,kj->kij", sx, delta)
+        sum_xx = (
+            stats.sum_xx
+            + cross
+            + np.swapaxes(cross, 1, 2)
+            + np.einsum("k,ki,kj->kij", nk, delta, delta)
+        )
+    elif stats.covariance_type == "tied":
+        # Total scatter with row weights: its first moment is sum_k sum_x[k].
+        d, first = delta[0], sx.sum(axis=0)
+        cross = np.outer(first, d)
+        sum_xx = stats.sum_xx + cross + cross.T + stats.total_weight * np.outer(d, d)
+    else:
+        sum_xx = stats.sum_xx + 2.0 * delta * sx + nk[:, None] * delta**2
+    return replace(
+        stats,
+        sum_x=sx + nk[:, None] * delta,
+        sum_xx=sum_xx,
+        shift=np.array(shift, dtype=np.float64),
+    )
+
+
+_COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 2}
+
+
+def rows_outputs(
+    inc: IncompleteRows,
+    params: g.GaussianParams,
+    *,
+    log_likelihood: bool = False,
+    responsibilities: bool = False,
+    labels: bool = False,
+    fill: bool = False,
+    draws: tuple[np.ndarray, np.ndarray] | None = None,
+    n_threads: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-row outputs for incomplete rows, in ``inc`` order.
+
+    ``draws = (u, z)`` with ``u`` uniform ``(n_draws, n)`` and ``z`` standard
+    normal ``(n_draws, n, D)`` asks for posterior draws of the missing values.
+    Returns a dict with the keys asked for: ``log_likelihood``,
+    ``responsibilities``, ``labels``, ``fill``, ``draws``.
+    """
+    n, D = inc.X.shape
+    K = params.n_components
+    cov = params.covariance_type
+    _, rows, _ = _tasks(inc)
+    block = missing_block_rows(D, K)
+    pc, prec = _prec_arrays(params)
+    if cov == "full":
+        pc3, prec3 = pc, prec
+    elif cov == "tied":
+        pc3, prec3 = pc[None], prec[None]
+    else:
+        pc3, prec3 = pc[None], np.empty((1, 0, 0))
+    center = g._tied_terms(params)[0] if cov == "tied" else np.zeros(D)
+    out_lse = np.empty(n if log_likelihood else 0)
+    out_resp = np.empty((n if responsibilities else 0, K))
+    out_label = np.empty(n if labels else 0, dtype=np.int64)
+    out_fill = np.empty((n if fill else 0, D))
+    if draws is not None:
+        u, z = draws
+        out_draws = np.empty((u.shape[0], n, D))
+    else:
+        u, z, out_draws = np.empty((0, 0)), np.empty((0, 0, 0)), np.empty((0, 0, 0))
+    if n:
+        with kernel_threads(n_threads):
+            _km.rows_missing(
+                _COV_CODE[cov],
+                inc.X,
+                inc.starts,
+                inc.index,
+                inc.n_observed,
+                g._log_norm(params),
+                np.ascontiguousarray(params.means),
+                center,
+                np.ascontiguousarray(pc3),
+                np.ascontiguousarray(prec3),
+                rows,
+                block,
+                out_lse,
+                out_resp,
+                out_label,
+                out_fill,
+                np.ascontiguousarray(u, dtype=np.float64),
+                np.ascontiguousarray(z, dtype=np.float64),
+                out_draws,
+            )
+    out = {}
+    if log_likelihood:
+        out["log_likelihood"] = out_lse
+    if responsibilities:
+        out["responsibilities"] = out_resp
+    if labels:
+        out["labels"] = out_label
+    if fill:
+        out["fill"] = out_fill
+    if draws is not None:
+        out["draws"] = out_draws
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Per-row outputs, imputation and draws for any validated X (NaN allowed)
+# ---------------------------------------------------------------------------
+
+
+def per_row(
+    X: np.ndarray,
+    params: g.GaussianParams,
+    *,
+    log_likelihood: bool = False,
+    responsibilities: bool = False,
+    labels: bool = False,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """:func:`fastem.families.gaussian.per_row` for rows that may hold NaN:
+    the missing coordinates of a row are marginalised out."""
+    complete, inc = split_rows(X, np.empty(0))
+    if inc.n_samples == 0:
+        return g.per_row(
+            X,
+            params,
+            log_likelihood=log_likelihood,
+            responsibilities=responsibilities,
+            labels=labels,
+            n_threads=n_threads,
+        )
+    want = {
+        "log_likelihood": log_likelihood,
+        "responsibilities": responsibilities,
+        "labels": labels,
+    }
+    N, K = X.shape[0], params.n_components
+    full = {
+        "log_likelihood": np.empty(N),
+        "responsibilities": np.empty((N, K)),
+        "labels": np.empty(N, dtype=np.int64),
+    }
+    if complete.shape[0]:
+        parts = g.per_row(X[complete], params, n_threads=n_threads, **want)
+        for name, part in zip(want, parts, strict=True):
+            if part is not None:
+                full[name][complete] = part
+    parts = rows_outputs(inc, params, n_threads=n_threads, **want)
+    for name, part in parts.items():
+        full[name][inc.rows] = part
+    return tuple(full[name] if flag else None for name, flag in want.items())
+
+
+def impute(
+    X: np.ndarray, params: g.GaussianParams, n_threads: int | None = None
+) -> np.ndarray:
+    """Copy of ``X`` with each NaN replaced by its conditional mean under the
+    mixture, ``sum_k p(k | x_O) E[x_M | x_O, k]`` (same dtype as ``X``)."""
+    out = X.copy()
+    _, inc = split_rows(X, np.empty(0))
+    if inc.n_samples:
+        out[inc.rows] = rows_outputs(inc, params, fill=True, n_threads=n_threads)[
+            "fill"
+        ]
+    return out
+
+
+def sample_missing(
+    X: np.ndarray,
+    params: g.GaussianParams,
+    n_draws: int,
+    rng: np.random.RandomState,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """``n_draws`` copies of ``X`` with the NaN entries drawn from their
+    posterior predictive distribution ``p(x_M | x_O)``; shape
+    ``(n_draws, n_samples, n_features)``.
+
+    For every draw and row, a component is drawn from ``p(k | x_O)`` and the
+    missing values from the conditional Gaussian of that component.  The
+    random numbers come from ``rng`` (uniforms, then standard normals), so a
+    seeded ``rng`` gives the same draws for any thread count.
+    """
+    N, D = X.shape
+    out = np.broadcast_to(X, (n_draws, N, D)).copy()
+    _, inc = split_rows(X, np.empty(0))
+    if inc.n_samples:
+        u = rng.uniform(size=(n_draws, inc.n_samples))
+        z = rng.standard_normal(size=(n_draws, inc.n_samples, D))
+        drawn = rows_outputs(inc, params, draws=(u, z), n_threads=n_threads)["draws"]
+        out[:, inc.rows] = drawn
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The data source and family seen by the generic EM driver
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingArraySource:
+    """Rows of an in-memory array with NaN entries, split once per fit.
+
+    Attributes
+    ----------
+    X : ndarray
+        The validated data (NaN allowed), never modified.
+    sample_weight : ndarray of shape (n_samples,) or (0,)
+    complete : ndarray of int64
+        Indices of the complete rows.
+    X_complete, w_complete : ndarray
+        Copies of the complete rows (dtype of ``X``) and their weights.
+    incomplete : IncompleteRows
+        The other rows, float64, grouped by missingness pattern.
+    fill_values : ndarray of shape (n_features,)
+        Weighted column means of the observed values, used for
+        initialisation and re-seeding.
+    """
+
+    X: np.ndarray
+    sample_weight: np.ndarray
+    complete: np.ndarray
+    X_complete: np.ndarray
+    w_complete: np.ndarray
+    incomplete: IncompleteRows
+    fill_values: np.ndarray
+
+    @classmethod
+    def from_array(cls, X: np.ndarray, sample_weight: np.ndarray):
+        fill_values = column_means(X, sample_weight)
+        complete, inc = split_rows(X, sample_weight)
+        w_c = sample_weight[complete] if sample_weight.shape[0] else np.empty(0)
+        return cls(
+            X,
+            sample_weight,
+            complete,
+            np.ascontiguousarray(X[complete]),
+            np.ascontiguousarray(w_c),
+            inc,
+            fill_values,
+        )
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    @property
+    def total_weight(self) -> float:
+        if self.sample_weight.shape[0] == 0:
+            return float(self.n_samples)
+        return float(self.sample_weight.sum())
+
+    def filled(self) -> ArraySource:
+        """The data with NaN replaced by the column means (a new array),
+        as an :class:`~fastem.sources.ArraySource` for initialisation."""
+        return ArraySource(fill_with(self.X, self.fill_values), self.sample_weight)
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Rows at ``index`` as float64, NaN replaced by the column means."""
+        return fill_with(np.asarray(self.X[index], dtype=np.float64), self.fill_values)
+
+    def weights(self, index: np.ndarray) -> np.ndarray:
+        if self.sample_weight.shape[0] == 0:
+            return np.ones(len(index))
+        return self.sample_weight[index]
+
+
+class GaussianMissingEM(GaussianEM):
+    """:class:`~fastem.families.gaussian_fit.GaussianEM` over a
+    :class:`MissingArraySource`: complete rows through the complete-data
+    kernel, incomplete rows through the missing-value kernel, statistics
+    added (complete rows first, so the sum is deterministic)."""
+
+    def e_step(self, source: MissingArraySource, params: g.GaussianParams):
+        stats = None
+        if source.X_complete.shape[0]:
+            stats = g.e_step(
+                source.X_complete, source.w_complete, params, self.n_threads
+            )
+        if source.incomplete.n_samples:
+            extra = e_step(source.incomplete, params, self.n_threads)
+            stats = extra if stats is None else stats + reshift(extra, stats.shift)
+        return stats
+
+    def _worst_rows(self, source: MissingArraySource, params, count):
+        """Rows (with positive weight) of lowest observed-data log-density."""
+        scores = np.empty(source.n_samples)
+        if source.X_complete.shape[0]:
+            scores[source.complete] = g.per_row(
+                source.X_complete, params, log_likelihood=True, n_threads=self.n_threads
+            )[0]
+        inc = source.incomplete
+        if inc.n_samples:
+            scores[inc.rows] = rows_outputs(
+                inc, params, log_likelihood=True, n_threads=self.n_threads
+            )["log_likelihood"]
+        if source.sample_weight.shape[0]:
+            scores = np.where(source.sample_weight > 0, scores, np.inf)
+        order = (
+            np.argpartition(scores, count - 1)[:count]
+            if count < scores.size
+            else np.arange(scores.size)
+        )
+        return np.sort(order[np.argsort(scores[order], kind="stable")])
+
+    def _data_variance(self, source: MissingArraySource):
+        """Weighted variance of the observed values of every column."""
+        X = source.X
+        observed = ~np.isnan(X)
+        w = (
+            source.sample_weight
+            if source.sample_weight.shape[0]
+            else np.ones(source.n_samples)
+        )
+        wo = observed * w[:, None]
+        dev = np.where(observed, X - source.fill_values, 0.0)
+        return (wo * dev**2).sum(axis=0) / wo.sum(axis=0)
+
+
+def fit_parts(X: np.ndarray, sample_weight: np.ndarray):
+    """``(source, init_source)`` for a fit on ``X`` with NaN: the split data
+    and a zero-argument callable giving the column-mean-filled data for the
+    initialisation (built on demand, so it is not kept during EM)."""
+    source = MissingArraySource.from_array(X, sample_weight)
+    return source, source.filled
+
+
+__all__ = [
+    "GaussianMissingEM",
+    "IncompleteRows",
+    "MissingArraySource",
+    "e_step",
+    "fit_parts",
+    "group_incomplete",
+    "impute",
+    "per_row",
+    "reshift",
+    "rows_outputs",
+    "sample_missing",
+]
