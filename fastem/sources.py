@@ -323,6 +323,9 @@ def as_source(X, sample_weight=None, *, chunk_rows=None, allow_nan=False):
                 "(rows, weights) pairs instead"
             )
         return IterableSource(X, allow_nan=allow_nan), None
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):
+        # scipy.sparse has shape/dtype/slicing but is not a chunked array.
+        raise TypeError("X is a sparse matrix; this estimator needs dense data")
     out_of_core = isinstance(X, np.memmap) or (
         not isinstance(X, (np.ndarray, list, tuple))
         and hasattr(X, "shape")
