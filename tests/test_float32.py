@@ -1,0 +1,130 @@
+"""float32 input: kept as float32 (documented), statistics in float64.
+
+References are float64 fits of *the same numbers* (the float32 data
+converted exactly to float64), so the only difference allowed is the
+arithmetic precision fastem chooses for float32 densities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _reference import COVARIANCE_TYPES, initial_parameters
+from _testing import (
+    FITTED_ARRAYS,
+    assert_close,
+    fit_unconverged,
+    sklearn_fit_unconverged,
+)
+from sklearn.mixture import GaussianMixture as SklearnGM
+
+import fastem
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def labelled32(make_mixture):
+    """Well-separated float32 data and the true component of each row."""
+    return make_mixture(500, 3, K, seed=41, separation=12.0, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def data32(labelled32):
+    return labelled32[0]
+
+
+def _well_conditioned_start(X64, labels, cov, seed):
+    """Means near the true component means (so that EM contracts and tiny
+    arithmetic differences cannot send the runs to different optima)."""
+    inits = initial_parameters(X64, K, cov, seed=seed)
+    inits["means_init"] = np.array([X64[labels == k].mean(axis=0) for k in range(K)])
+    inits["means_init"] += np.random.RandomState(seed).uniform(-0.5, 0.5, (K, 3))
+    return inits
+
+
+def _assert_healthy(model):
+    """float64, finite attributes with positive variances."""
+    for name in FITTED_ARRAYS:
+        value = getattr(model, name)
+        assert value.dtype == np.float64, name
+        assert np.isfinite(value).all(), name
+    assert np.isfinite(model.lower_bounds_).all()
+    cov = model.covariances_
+    if model.covariance_type in ("diag", "spherical"):
+        assert (cov > 0).all()
+    else:
+        mats = cov if model.covariance_type == "full" else cov[None]
+        assert all((np.linalg.eigvalsh(m) > 0).all() for m in mats)
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_float32_close_to_float64(labelled32, cov):
+    data32, labels = labelled32
+    X64 = data32.astype(np.float64)
+    kwargs = dict(
+        n_components=K,
+        covariance_type=cov,
+        tol=0.0,
+        max_iter=20,
+        **_well_conditioned_start(X64, labels, cov, seed=42),
+    )
+    m32 = fit_unconverged(fastem.GaussianMixture(**kwargs), data32)
+    m64 = fit_unconverged(fastem.GaussianMixture(**kwargs), X64)
+    _assert_healthy(m32)
+    # float32 has 7 digits; 1e-4 allows single-precision densities.
+    for name in FITTED_ARRAYS:
+        assert_close(getattr(m32, name), getattr(m64, name), 1e-4, name)
+    assert_close(m32.lower_bounds_, m64.lower_bounds_, 1e-5, "lower_bounds_")
+    # Per-row outputs on float32 input.
+    np.testing.assert_allclose(
+        m32.predict_proba(data32), m64.predict_proba(X64), rtol=0, atol=1e-4
+    )
+    assert_close(m32.score_samples(data32), m64.score_samples(X64), 1e-5)
+    assert np.mean(m32.predict(data32) == m64.predict(X64)) > 0.99
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e5, 1e6])
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_float32_far_from_origin(labelled32, cov, offset):
+    """float32 rows around 1e4..1e6 (spacing up to 0.0625 at 1e6): variances
+    stay positive and the model matches scikit-learn fitted on the same
+    float32 numbers, translated back to the origin in float64 (exactly).
+
+    Measured: ~1e-6 (full/tied) and ~1e-7 (diag/spherical) at every offset;
+    a kernel that subtracts float32-rounded means from the rows loses up to
+    half a float32 ulp of the offset (0.03 at 1e6) and fails this test.
+    """
+    data32, labels = labelled32
+    X32 = (data32.astype(np.float64) + offset).astype(np.float32)
+    back = X32.astype(np.float64) - offset  # exact: Sterbenz
+    kwargs = dict(
+        n_components=K,
+        covariance_type=cov,
+        tol=0.0,
+        max_iter=20,
+        **_well_conditioned_start(back, labels, cov, seed=43),
+    )
+    sk = sklearn_fit_unconverged(SklearnGM(**kwargs), back)
+    shifted = dict(kwargs, means_init=kwargs["means_init"] + offset)
+    fe = fit_unconverged(fastem.GaussianMixture(**shifted), X32)
+    _assert_healthy(fe)
+    assert_close(fe.means_ - offset, sk.means_, 2e-5, "means_")
+    for name in ("weights_", "covariances_", "precisions_cholesky_"):
+        assert_close(getattr(fe, name), getattr(sk, name), 1e-4, name)
+    assert_close(fe.lower_bounds_, sk.lower_bounds_, 1e-5, "lower_bounds_")
+    proba = fe.predict_proba(X32)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba, sk.predict_proba(back), rtol=0, atol=1e-4)
+    assert_close(fe.score_samples(X32), sk.score_samples(back), 1e-5)
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_float32_kmeans_init_far_from_origin(data32, cov):
+    """The default initialisation on float32 data at 1e6 gives a usable model."""
+    X32 = (data32.astype(np.float64) + 1e6).astype(np.float32)
+    model = fastem.GaussianMixture(K, covariance_type=cov, random_state=0).fit(X32)
+    _assert_healthy(model)
+    assert np.all(np.abs(model.means_ - 1e6) < 50)
+    labels = model.predict(X32)
+    assert len(np.unique(labels)) == K

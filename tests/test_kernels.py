@@ -1,0 +1,298 @@
+"""The public low-level API (fastem.kernels) against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _reference import (
+    COVARIANCE_TYPES,
+    e_step,
+    em_step,
+    initial_parameters,
+    log_joint,
+    m_step,
+    mixture_from_precisions,
+    predict_proba,
+    score_samples,
+)
+from _testing import assert_close, assert_labels_agree
+
+import fastem
+from fastem.kernels import (
+    GaussianParams,
+    GaussianStats,
+    gaussian_mstep,
+    gaussian_per_row,
+    gaussian_stats,
+    make_gaussian_params,
+)
+
+K = 3
+# Sums in a different order: measured ~1e-15 (float64 data) and ~4e-8
+# (float32 data, whose blocks are computed in single precision).
+RTOL_SUM = {np.float64: 1e-12, np.float32: 1e-5}
+RTOL_STEP = 1e-10
+# Per-row outputs against the float64 reference: measured ~1e-14 (float64)
+# and ~2e-7 (float32, single-precision densities).
+RTOL_PER_ROW = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+@pytest.fixture(scope="module")
+def problem(make_mixture):
+    X, _ = make_mixture(700, 3, K, seed=61, separation=3.0)
+    sw = np.random.RandomState(62).uniform(0.0, 2.5, X.shape[0])
+    return X, sw
+
+
+def _start(X, cov, sw=None):
+    """A reference mixture and the same parameters as GaussianParams."""
+    inits = initial_parameters(X, K, cov, seed=63, sample_weight=sw)
+    ref = mixture_from_precisions(
+        inits["weights_init"], inits["means_init"], inits["precisions_init"], cov
+    )
+    params = make_gaussian_params(ref.weights, ref.means, ref.covariances, cov)
+    return ref, params
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_statistics_of_halves_add_up(problem, cov, dtype, weighted):
+    X, sw = problem
+    X = X.astype(dtype)
+    w = sw if weighted else None
+    _, params = _start(X.astype(np.float64), cov)
+    cut = 311
+    whole = gaussian_stats(X, params, w)
+    first = gaussian_stats(X[:cut], params, None if w is None else w[:cut])
+    second = gaussian_stats(X[cut:], params, None if w is None else w[cut:])
+    total = first + second
+    assert isinstance(total, GaussianStats)
+    for name in ("nk", "sum_x", "sum_xx", "shift"):
+        assert_close(getattr(total, name), getattr(whole, name), RTOL_SUM[dtype], name)
+    assert abs(total.log_likelihood - whole.log_likelihood) <= RTOL_SUM[dtype] * abs(
+        whole.log_likelihood
+    )
+    expected_weight = X.shape[0] if w is None else w.sum()
+    np.testing.assert_allclose(total.total_weight, expected_weight, rtol=1e-13)
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_statistics_around_different_shifts_add_after_reshifting(problem, cov):
+    """Halves of the data whose statistics were accumulated around different
+    shifts add up to the statistics of the whole: the sum re-expresses the
+    second around the first's shift (x - s1 = (x - s2) + (s2 - s1))."""
+    X, _ = problem
+    _, a = _start(X, cov)
+    moved = a.means + np.array([1.0, -2.0, 0.5])[: a.means.shape[1]]
+    b = make_gaussian_params(a.weights, moved, a.covariances, cov)
+    half = X.shape[0] // 2
+    first, second = gaussian_stats(X[:half], a), gaussian_stats(X[half:], b)
+    assert not np.array_equal(first.shift, second.shift)
+    # Responsibilities differ between a and b, so compare with the statistics
+    # of each half re-expressed around a common shift by hand.
+    total = first + second
+    delta = second.shift - first.shift
+    np.testing.assert_allclose(total.nk, first.nk + second.nk, rtol=1e-12)
+    np.testing.assert_allclose(
+        total.sum_x, first.sum_x + second.sum_x + second.nk[:, None] * delta, rtol=1e-10
+    )
+    m_total, _ = gaussian_mstep(total)
+    resum, _ = gaussian_mstep(second.reshift(first.shift) + first)
+    np.testing.assert_allclose(m_total.means, resum.means, rtol=1e-12)
+    np.testing.assert_allclose(m_total.covariances, resum.covariances, rtol=1e-10)
+    with pytest.raises(ValueError, match="covariance types"):
+        first + gaussian_stats(
+            X,
+            make_gaussian_params(
+                a.weights, a.means, np.ones(len(a.weights)), "spherical"
+            ),
+        )
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_statistics_match_their_definition(problem, cov):
+    """``nk``, ``sum_x``, ``sum_xx`` and the log-likelihood as documented in
+    GaussianStats, from reference responsibilities."""
+    X, sw = problem
+    ref, params = _start(X, cov, sw)
+    stats = gaussian_stats(X, params, sw)
+    resp, mean_loglik = e_step(X, ref, sw)
+    r = resp * sw[:, None]
+    assert_close(stats.nk, r.sum(axis=0), 1e-12, "nk")
+    # sum_x is around the shift; add the shift back to get sum_i r_ik x_i.
+    raw = stats.sum_x + stats.nk[:, None] * stats.shift
+    assert_close(raw, r.T @ X, 1e-12, "sum_x")
+    if cov == "tied":
+        c = stats.shift[0]
+        np.testing.assert_array_equal(stats.shift, np.broadcast_to(c, (K, 3)))
+        assert_close(c, params.weights @ params.means, 1e-14, "mixture mean")
+        expected = ((X - c) * sw[:, None]).T @ (X - c)
+    else:
+        # The shift is the E-step's means (up to rounding of how the kernel
+        # arguments are formed); the sums are around the shift it reports.
+        assert_close(stats.shift, params.means, 1e-14, "shift")
+        m = stats.shift
+        expected = np.array(
+            [(r[:, k, None] * (X - m[k])).T @ (X - m[k]) for k in range(K)]
+        )
+        if cov in ("diag", "spherical"):
+            expected = np.diagonal(expected, axis1=1, axis2=2)
+    assert_close(stats.sum_xx, expected, 1e-12, "sum_xx")
+    np.testing.assert_allclose(stats.total_weight, sw.sum(), rtol=1e-13)
+    np.testing.assert_allclose(
+        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mstep_of_stats_is_one_reference_em_step(problem, cov, weighted):
+    X, sw = problem
+    w = sw if weighted else None
+    ref, params = _start(X, cov, w)
+    for _ in range(3):  # a few steps, each compared from the same start
+        stats = gaussian_stats(X, params, w)
+        new, degenerate = gaussian_mstep(stats, reg_covar=1e-6)
+        ref_new, ref_bound = em_step(X, ref, w, reg_covar=1e-6)
+        assert degenerate == []
+        assert isinstance(new, GaussianParams)
+        assert new.covariance_type == cov
+        assert_close(new.weights, ref_new.weights, RTOL_STEP, "weights")
+        assert_close(new.means, ref_new.means, RTOL_STEP, "means")
+        assert_close(new.covariances, ref_new.covariances, RTOL_STEP, "covariances")
+        assert_close(
+            new.precisions_cholesky, ref_new.precisions_cholesky(), RTOL_STEP, "U"
+        )
+        assert_close(new.precisions(), ref_new.precisions(), RTOL_STEP, "precisions")
+        np.testing.assert_allclose(
+            stats.log_likelihood / stats.total_weight, ref_bound, rtol=1e-12
+        )
+        ref, params = ref_new, new
+
+
+def test_mstep_reports_an_empty_component(problem):
+    X, _ = problem
+    ref, _ = _start(X, "diag")
+    means = ref.means.copy()
+    means[1] = 1e4  # nothing is near: zero responsibility
+    params = make_gaussian_params(ref.weights, means, ref.covariances, "diag")
+    stats = gaussian_stats(X, params)
+    assert stats.nk[1] == 0.0
+    new, degenerate = gaussian_mstep(stats)
+    assert degenerate == [1]
+    # The others are the reference M-step on the same responsibilities.
+    resp, _ = e_step(
+        X, mixture_from_precisions(ref.weights, means, 1 / ref.covariances, "diag")
+    )
+    expected = m_step(X, resp, "diag")
+    assert_close(new.means[[0, 2]], expected.means[[0, 2]], RTOL_STEP)
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_per_row_matches_reference_and_estimator(problem, cov, dtype):
+    X, _ = problem
+    Xd = X.astype(dtype)
+    model = fastem.GaussianMixture(K, covariance_type=cov, random_state=0).fit(X)
+    params = make_gaussian_params(model.weights_, model.means_, model.covariances_, cov)
+    logp, resp, labels = gaussian_per_row(
+        Xd, params, log_likelihood=True, responsibilities=True, labels=True
+    )
+    # Same parameters (up to recomputing the Cholesky factors) and kernel.
+    assert_close(logp, model.score_samples(Xd), 1e-12)
+    np.testing.assert_allclose(resp, model.predict_proba(Xd), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(labels, model.predict(Xd))
+    ref = mixture_from_precisions(model.weights_, model.means_, model.precisions_, cov)
+    Xr = Xd.astype(np.float64)
+    rtol = RTOL_PER_ROW[dtype]
+    assert_close(logp, score_samples(Xr, ref), rtol)
+    np.testing.assert_allclose(resp, predict_proba(Xr, ref), rtol=0, atol=10 * rtol)
+    assert_labels_agree(labels, predict_proba(Xr, ref), tie=10 * rtol)
+    # Only what is asked for is computed.
+    only = gaussian_per_row(Xd, params)
+    assert only[1] is None and only[2] is None
+    np.testing.assert_array_equal(only[0], logp)
+
+
+def test_per_row_with_a_zero_weight_component(problem):
+    """log(0) = -inf must propagate (fast-math without nnan/ninf)."""
+    X, _ = problem
+    ref, _ = _start(X, "full")
+    weights = np.array([0.5, 0.5, 0.0])
+    params = make_gaussian_params(weights, ref.means, ref.covariances, "full")
+    logp, resp, labels = gaussian_per_row(X, params, responsibilities=True, labels=True)
+    assert np.all(resp[:, 2] == 0.0)
+    assert not np.any(labels == 2)
+    ref.weights = weights
+    assert_close(logp, score_samples(X, ref), 1e-10)
+    assert np.isneginf(log_joint(X[:1], ref)[0, 2])
+
+
+def test_make_gaussian_params_validates():
+    means = np.zeros((2, 2))
+    covs = np.stack([np.eye(2)] * 2)
+    with pytest.raises(ValueError, match="covariance_type"):
+        make_gaussian_params([0.5, 0.5], means, covs, "ful")
+    with pytest.raises(ValueError, match="weights"):
+        make_gaussian_params([0.5, 0.6], means, covs, "full")
+    with pytest.raises(ValueError, match="weights"):
+        make_gaussian_params([0.5, 0.5, 0.0], means, covs, "full")
+    with pytest.raises(ValueError, match="covariances"):
+        make_gaussian_params([0.5, 0.5], means, np.eye(2), "full")
+    bad = covs.copy()
+    bad[1] = [[1.0, 2.0], [2.0, 1.0]]
+    with pytest.raises(ValueError, match="not positive definite"):
+        make_gaussian_params([0.5, 0.5], means, bad, "full")
+    with pytest.raises(ValueError, match="means"):
+        make_gaussian_params([0.5, 0.5], np.zeros(2), covs, "full")
+
+
+def test_low_level_functions_validate(problem):
+    X, sw = problem
+    _, params = _start(X, "diag")
+    with pytest.raises(ValueError, match="X has 2 features"):
+        gaussian_stats(X[:, :2], params)
+    with pytest.raises(ValueError, match="sample_weight"):
+        gaussian_stats(X, params, sw[:-1])
+    with pytest.raises(ValueError, match="X contains NaN"):
+        gaussian_stats(np.where(X > 2, np.nan, X), params)
+    with pytest.raises(TypeError, match="params"):
+        gaussian_stats(X, {"weights": params.weights})
+    with pytest.raises(TypeError, match="stats"):
+        gaussian_mstep(params)
+    with pytest.raises(ValueError, match="X has 4 features"):
+        gaussian_per_row(np.zeros((3, 4)), params)
+
+
+def test_low_level_functions_do_not_modify_inputs(problem):
+    X, sw = problem
+    X32 = np.asfortranarray(X.astype(np.float32))
+    _, params = _start(X, "full")
+    keep = [X32.copy(order="A"), sw.copy()] + [
+        np.copy(a)
+        for a in (
+            params.weights,
+            params.means,
+            params.covariances,
+            params.precisions_cholesky,
+        )
+    ]
+    stats = gaussian_stats(X32, params, sw)
+    snapshot = [np.copy(a) for a in (stats.nk, stats.sum_x, stats.sum_xx)]
+    gaussian_mstep(stats)
+    gaussian_per_row(X32, params, responsibilities=True, labels=True)
+    after = [
+        X32,
+        sw,
+        params.weights,
+        params.means,
+        params.covariances,
+        params.precisions_cholesky,
+    ]
+    for before, now in zip(keep, after, strict=True):
+        np.testing.assert_array_equal(before, now)
+    for before, now in zip(
+        snapshot, (stats.nk, stats.sum_x, stats.sum_xx), strict=True
+    ):
+        np.testing.assert_array_equal(before, now)
