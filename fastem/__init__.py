@@ -7,17 +7,23 @@ are compiled on first use for the dtype at hand and cached on disk.
 from __future__ import annotations
 
 from . import kernels
+from .discrete import BernoulliMixture, MultinomialMixture, PoissonMixture
 from .exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
 from .io import load
 from .mixture import GaussianMixture
+from .student import StudentTMixture
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BernoulliMixture",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "GaussianMixture",
+    "MultinomialMixture",
     "NotFittedError",
+    "PoissonMixture",
+    "StudentTMixture",
     "__version__",
     "kernels",
     "load",

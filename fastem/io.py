@@ -51,8 +51,8 @@ def save(model, path: str | PathLike) -> None:
         "params": params,
         "fitted": {name: _jsonable(getattr(model, name)) for name in _SCALARS},
     }
-    for name in _FITTED:
-        arrays["fitted__" + name] = getattr(model, name)
+    for name in getattr(model, "_fitted_arrays", _FITTED):
+        arrays["fitted__" + name] = np.asarray(getattr(model, name))
     arrays["fitted__lower_bounds_"] = np.asarray(model.lower_bounds_, dtype=np.float64)
     header_array = np.array(json.dumps(header))
     if hasattr(path, "write"):  # an open binary file
@@ -69,13 +69,24 @@ def load(path: str | PathLike):
 
     Returns
     -------
-    model : GaussianMixture
+    model : GaussianMixture, BernoulliMixture, PoissonMixture, MultinomialMixture or StudentTMixture
         A fitted estimator, ready for ``predict`` and friends.
     """
+    from .discrete import BernoulliMixture, MultinomialMixture, PoissonMixture
     from .families.gaussian import GaussianParams
     from .mixture import GaussianMixture
+    from .student import StudentTMixture
 
-    classes = {"GaussianMixture": GaussianMixture}
+    classes = {
+        cls.__name__: cls
+        for cls in (
+            GaussianMixture,
+            BernoulliMixture,
+            PoissonMixture,
+            MultinomialMixture,
+            StudentTMixture,
+        )
+    }
     with np.load(path, allow_pickle=False) as data:
         header = json.loads(str(data["header"]))
         if header.get("format") != FORMAT_VERSION:
@@ -90,17 +101,21 @@ def load(path: str | PathLike):
             if key.startswith("param__"):
                 params[key[len("param__") :]] = data[key]
         model = cls(**params)
-        fitted = {name: data["fitted__" + name] for name in _FITTED}
+        names = getattr(cls, "_fitted_arrays", _FITTED)
+        fitted = {name: data["fitted__" + name] for name in names}
         lower_bounds = data["fitted__lower_bounds_"].tolist()
-    model._set_params_from(
-        GaussianParams(
-            model.covariance_type,
-            fitted["weights_"],
-            fitted["means_"],
-            fitted["covariances_"],
-            fitted["precisions_cholesky_"],
+    if hasattr(model, "_restore_fitted"):
+        model._restore_fitted(fitted)
+    else:
+        model._set_params_from(
+            GaussianParams(
+                model.covariance_type,
+                fitted["weights_"],
+                fitted["means_"],
+                fitted["covariances_"],
+                fitted["precisions_cholesky_"],
+            )
         )
-    )
     for name, value in header["fitted"].items():
         setattr(model, name, value)
     model.lower_bounds_ = lower_bounds

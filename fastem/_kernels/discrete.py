@@ -1,0 +1,348 @@
+"""Fused kernels for the log-linear mixture families: Bernoulli, Poisson and
+multinomial.
+
+All three have component log-densities of the form
+
+    log p(x, k) = c[k] + sum_d x_d A[k, d] + rho(x)
+
+with ``rho`` a row term that does not depend on the component:
+
+* Bernoulli: ``A = logit(p)``, ``c = log w + sum_d log(1 - p)``, ``rho = 0``;
+* Poisson: ``A = log(lambda)``, ``c = log w - sum_d lambda``,
+  ``rho = -sum_d log(x_d!)``;
+* multinomial: ``A = log(theta)``, ``c = log w``,
+  ``rho = log(n!) - sum_d log(x_d!)`` with ``n = sum_d x_d``.
+
+``kind`` selects ``rho``: 0 (none), 1 (Poisson), 2 (multinomial).  Log
+factorials of counts below ``logfact.shape[0]`` come from the table
+``logfact[n] = log(n!)``, larger ones from ``math.lgamma``.
+
+The E-step of a block of rows is then a small matrix product; the
+statistics are ``nk[k] = sum_i r_ik`` and ``sx[k, d] = sum_i r_ik x_id`` with
+``r`` the responsibilities times the row weights.
+
+Conventions are those of :mod:`fastem._kernels.gaussian`: dense ``X`` is
+C-contiguous float32/float64 and is copied block by block, transposed, into a
+``(D, B)`` float64 buffer; ``sw`` has length 0 for unit weights; outputs have
+a leading task axis and task ``t`` writes only its own slice (the caller sums
+the slices in task order, so results do not depend on the number of threads).
+
+Sparse input is CSR (``data``, ``indices``, ``indptr``): each row touches only
+its nonzeros, and the parameters are laid out feature-major (``AT`` is
+``(D, K)``) so that one nonzero updates ``K`` contiguous numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import PARALLEL, SERIAL
+from ._math import exp_inplace
+from .gaussian import _load_block, _responsibilities
+
+# ---------------------------------------------------------------------------
+# Row terms and log-probabilities of a block
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def _log_factorial(v, logfact):
+    """``log(v!)`` for a non-negative integer-valued float ``v``."""
+    if v < logfact.shape[0]:
+        return logfact[int(v)]
+    return math.lgamma(v + 1.0)
+
+
+@njit(**SERIAL)
+def _row_terms_dense(kind, xt, nb, logfact, rt):
+    """``rt[b] = rho(x_b)`` for the block ``xt`` (D, B)."""
+    D = xt.shape[0]
+    for b in range(nb):
+        rt[b] = 0.0
+    if kind == 0:
+        return
+    for d in range(D):
+        row = xt[d]
+        for b in range(nb):
+            v = row[b]
+            if v != 0.0:
+                rt[b] -= _log_factorial(v, logfact)
+    if kind == 2:
+        for b in range(nb):
+            n = 0.0
+            for d in range(D):
+                n += xt[d, b]
+            rt[b] += _log_factorial(n, logfact)
+
+
+@njit(**SERIAL)
+def _log_prob_dense(xt, nb, c, A, rt, L):
+    """``L[k, b] = c[k] + rt[b] + sum_d A[k, d] xt[d, b]``.
+
+    Four features per sweep over the block, so that each load and store of
+    ``L[k]`` carries four multiply-adds.
+    """
+    D = xt.shape[0]
+    K = A.shape[0]
+    for k in range(K):
+        row = L[k]
+        ck = c[k]
+        for b in range(nb):
+            row[b] = ck + rt[b]
+        a = A[k]
+        d = 0
+        while d + 3 < D:
+            a0 = a[d]
+            a1 = a[d + 1]
+            a2 = a[d + 2]
+            a3 = a[d + 3]
+            x0 = xt[d]
+            x1 = xt[d + 1]
+            x2 = xt[d + 2]
+            x3 = xt[d + 3]
+            for b in range(nb):
+                row[b] += a0 * x0[b] + a1 * x1[b] + a2 * x2[b] + a3 * x3[b]
+            d += 4
+        while d < D:
+            a0 = a[d]
+            x0 = xt[d]
+            for b in range(nb):
+                row[b] += a0 * x0[b]
+            d += 1
+
+
+@njit(**SERIAL)
+def _accumulate_dense(xt, nb, resp, nk, sx):
+    """``nk[k] += sum_b resp[k, b]``, ``sx[k, d] += sum_b resp[k, b] xt[d, b]``."""
+    D = xt.shape[0]
+    K = resp.shape[0]
+    for k in range(K):
+        r = resp[k]
+        n = 0.0
+        for b in range(nb):
+            n += r[b]
+        if n == 0.0:
+            continue
+        nk[k] += n
+        d = 0
+        while d + 3 < D:
+            x0 = xt[d]
+            x1 = xt[d + 1]
+            x2 = xt[d + 2]
+            x3 = xt[d + 3]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for b in range(nb):
+                rb = r[b]
+                s0 += rb * x0[b]
+                s1 += rb * x1[b]
+                s2 += rb * x2[b]
+                s3 += rb * x3[b]
+            sx[k, d] += s0
+            sx[k, d + 1] += s1
+            sx[k, d + 2] += s2
+            sx[k, d + 3] += s3
+            d += 4
+        while d < D:
+            x0 = xt[d]
+            s0 = 0.0
+            for b in range(nb):
+                s0 += r[b] * x0[b]
+            sx[k, d] += s0
+            d += 1
+
+
+@njit(**SERIAL)
+def _log_prob_sparse(
+    kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt_out
+):
+    """Log-probabilities of CSR rows ``r0:r0+nb`` into ``L`` (K, B); the row
+    terms are also left in ``rt_out``."""
+    K = AT.shape[1]
+    for b in range(nb):
+        i = r0 + b
+        for k in range(K):
+            tmp[k] = c[k]
+        rho = 0.0
+        n = 0.0
+        for j in range(indptr[i], indptr[i + 1]):
+            v = np.float64(data[j])
+            a = AT[indices[j]]
+            for k in range(K):
+                tmp[k] += v * a[k]
+            if kind != 0 and v != 0.0:
+                rho -= _log_factorial(v, logfact)
+                n += v
+        if kind == 2:
+            rho += _log_factorial(n, logfact)
+        rt_out[b] = rho
+        for k in range(K):
+            L[k, b] = tmp[k] + rho
+
+
+# ---------------------------------------------------------------------------
+# Fused E-step + statistics
+# ---------------------------------------------------------------------------
+
+
+@njit(**PARALLEL)
+def estep_dense(X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc):
+    """Statistics of dense rows; ``nk`` (T, K), ``sx`` (T, K, D), ``acc`` (T, 3)
+    as in :func:`fastem._kernels.gaussian._responsibilities`."""
+    N, D = X.shape
+    K = A.shape[0]
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block))
+        rt = np.empty(block)
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _row_terms_dense(kind, xt, nb, logfact, rt)
+            _log_prob_dense(xt, nb, c, A, rt, L)
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            _accumulate_dense(xt, nb, resp, nk[t], sx[t])
+
+
+@njit(**PARALLEL)
+def estep_sparse(
+    data, indices, indptr, sw, kind, c, AT, logfact, task_rows, block, nk, sxT, acc
+):
+    """Statistics of CSR rows; ``sxT`` is ``(T, D, K)`` (feature-major)."""
+    N = indptr.shape[0] - 1
+    K = AT.shape[1]
+    for t in prange(nk.shape[0]):
+        tmp = np.empty(K)
+        rt = np.empty(block)
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        nkt = nk[t]
+        st = sxT[t]
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _log_prob_sparse(
+                kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt
+            )
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            for k in range(K):
+                s = 0.0
+                for b in range(nb):
+                    s += resp[k, b]
+                nkt[k] += s
+            for b in range(nb):
+                i = r0 + b
+                for k in range(K):
+                    tmp[k] = resp[k, b]
+                for j in range(indptr[i], indptr[i + 1]):
+                    v = np.float64(data[j])
+                    dst = st[indices[j]]
+                    for k in range(K):
+                        dst[k] += v * tmp[k]
+
+
+# ---------------------------------------------------------------------------
+# Per-row outputs (predict, predict_proba, score_samples)
+# ---------------------------------------------------------------------------
+
+
+@njit(**SERIAL)
+def emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label):
+    """Write the log-sum-exp, posterior and arg-max of the block ``L`` (K, B)
+    into whichever of the outputs has rows (length-0 outputs are skipped)."""
+    K = L.shape[0]
+    if out_label.shape[0] > 0:
+        for b in range(nb):
+            best = 0
+            for k in range(1, K):
+                if L[k, b] > L[best, b]:
+                    best = k
+            out_label[r0 + b] = best
+    want_lse = out_lse.shape[0] > 0
+    want_resp = out_resp.shape[0] > 0
+    if not (want_lse or want_resp):
+        return
+    for b in range(nb):
+        rowmax[b] = L[0, b]
+        total[b] = 0.0
+    for k in range(1, K):
+        for b in range(nb):
+            rowmax[b] = max(rowmax[b], L[k, b])
+    for k in range(K):
+        e = E[k]
+        for b in range(nb):
+            e[b] = L[k, b] - rowmax[b]
+        exp_inplace(e, bits, nb)
+        for b in range(nb):
+            total[b] += e[b]
+    if want_lse:
+        for b in range(nb):
+            out_lse[r0 + b] = rowmax[b] + math.log(total[b])
+    if want_resp:
+        for b in range(nb):
+            inv = 1.0 / total[b]
+            for k in range(K):
+                out_resp[r0 + b, k] = E[k, b] * inv
+
+
+@njit(**PARALLEL)
+def per_row_dense(X, kind, c, A, logfact, block, out_lse, out_resp, out_label):
+    """Per-row outputs for dense rows (pass length-0 arrays for unwanted ones)."""
+    N, D = X.shape
+    K = A.shape[0]
+    rows_per_task = 16 * block
+    n_tasks = (N + rows_per_task - 1) // rows_per_task
+    for t in prange(n_tasks):
+        xt = np.empty((D, block))
+        rt = np.empty(block)
+        L = np.empty((K, block))
+        E = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        r_end = min(N, (t + 1) * rows_per_task)
+        for r0 in range(t * rows_per_task, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _row_terms_dense(kind, xt, nb, logfact, rt)
+            _log_prob_dense(xt, nb, c, A, rt, L)
+            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+
+
+@njit(**PARALLEL)
+def per_row_sparse(
+    data, indices, indptr, kind, c, AT, logfact, block, out_lse, out_resp, out_label
+):
+    """Per-row outputs for CSR rows."""
+    N = indptr.shape[0] - 1
+    K = AT.shape[1]
+    rows_per_task = 16 * block
+    n_tasks = (N + rows_per_task - 1) // rows_per_task
+    for t in prange(n_tasks):
+        tmp = np.empty(K)
+        rt = np.empty(block)
+        L = np.empty((K, block))
+        E = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        r_end = min(N, (t + 1) * rows_per_task)
+        for r0 in range(t * rows_per_task, r_end, block):
+            nb = min(block, r_end - r0)
+            _log_prob_sparse(
+                kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt
+            )
+            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
