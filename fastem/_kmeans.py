@@ -17,6 +17,32 @@ from ._parallel import kernel_threads
 KMEANS_SUBSAMPLE = 1 << 17
 
 
+#: Up to this population, ``sample_rows`` uses ``RandomState.choice`` (a
+#: permutation of the population, as scikit-learn does).
+_PERMUTATION_LIMIT = 1 << 22
+
+
+def sample_rows(rng: np.random.RandomState, population: int, size: int) -> np.ndarray:
+    """``size`` distinct indices of ``range(population)``, in draw order.
+
+    Small populations use ``rng.choice(population, size, replace=False)``
+    (scikit-learn's call, which permutes the whole population); above
+    :data:`_PERMUTATION_LIMIT` rows, indices are drawn with replacement and
+    duplicates rejected, so memory is O(size), not O(population).
+    """
+    if size > population:
+        raise ValueError(f"cannot draw {size} distinct rows from {population}")
+    if population <= _PERMUTATION_LIMIT or 4 * size > population:
+        return rng.choice(population, size, replace=False)
+    drawn = np.empty(0, dtype=np.int64)
+    while drawn.size < size:
+        more = rng.randint(0, population, size=2 * size)
+        both = np.concatenate([drawn, more])
+        _, first = np.unique(both, return_index=True)
+        drawn = both[np.sort(first)]
+    return drawn[:size]
+
+
 def kmeans_plusplus(
     X: np.ndarray,
     sample_weight: np.ndarray,
@@ -154,7 +180,7 @@ def kmeans(
     """
     N = X.shape[0]
     if N > KMEANS_SUBSAMPLE:
-        idx = np.sort(rng.choice(N, KMEANS_SUBSAMPLE, replace=False))
+        idx = np.sort(sample_rows(rng, N, KMEANS_SUBSAMPLE))
         Xs = np.ascontiguousarray(X[idx], dtype=np.float64)
         ws = sample_weight[idx] if sample_weight.shape[0] else sample_weight
         if ws.shape[0] and not ws.sum() > 0:

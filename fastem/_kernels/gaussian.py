@@ -8,19 +8,23 @@ rows lives in small per-task buffers.
 
 Conventions shared by every kernel
 ----------------------------------
-* ``X`` is C-contiguous float32 or float64, shape ``(N, D)``; every parameter
-  array is float64.  Blocks are converted to float64 as they are loaded.
-* ``sw`` holds per-row weights, or has length 0 for unit weights.
-* ``log_norm[k] = log(weight_k) + log det(precision_cholesky_k) - D/2 log(2 pi)``,
-  so that ``log p(x, k) = log_norm[k] - 0.5 * ||(x - mu_k) U_k||^2`` with
-  ``U_k`` the (upper-triangular) Cholesky factor of the precision, as in
-  scikit-learn.
+* ``X`` is C-contiguous float32 or float64, shape ``(N, D)``.  The parameter
+  arrays (``log_norm``, ``means``, ``prec``, ...) have the dtype of ``X``:
+  a block is computed in that precision (16 float32 or 8 float64 SIMD
+  lanes), and its partial sums are added to float64 accumulators.
+* ``sw`` holds float64 per-row weights, or has length 0 for unit weights.
+* ``prec`` is the precision Cholesky factor ``U_k`` (upper triangular, as
+  scikit-learn's ``precisions_cholesky_``) scaled by ``sqrt(1/2)``, and
+  ``log_norm[k] = log(weight_k) + log det(U_k) - D/2 log(2 pi)``, so that
+  ``log p(x, k) = log_norm[k] - ||(x - mu_k) prec_k||^2``.
 * Outputs have a leading task axis; task ``t`` covers rows
   ``[t * task_rows, (t + 1) * task_rows)`` and writes only its own slice.  The
   caller adds the slices in task order (deterministic for any thread count).
-* Second moments are accumulated around a shift (the current means, or the
-  current mixture mean for ``tied``) so that data far from the origin do not
-  cancel catastrophically in the M-step.
+* Rows are centered on ``center`` (the mixture mean, in the dtype of ``X``)
+  as they are loaded, and ``means``/``shifted_means`` are given relative to
+  it.  Second moments are accumulated around the (centered) current means, or
+  around ``center`` itself for ``tied``, so data far from the origin neither
+  cancel catastrophically in the M-step nor lose float32 accuracy.
 """
 
 from __future__ import annotations
@@ -39,18 +43,22 @@ from ._math import add_lower_scatter, exp_inplace, upper_tri_sq_norms
 
 
 @njit(**SERIAL)
-def _load_block(X, r0, nb, xt):
-    """Copy rows ``r0:r0+nb`` of X, transposed, into ``xt`` (D, B) float64."""
+def _load_block(X, r0, nb, center, xt):
+    """``xt[:, b] = X[r0 + b] - center`` for ``b < nb`` (rows into columns).
+
+    Centering on the mixture mean keeps every later difference small, so a
+    float32 block loses no accuracy to data far from the origin."""
     D = X.shape[1]
     for b in range(nb):
         for d in range(D):
-            xt[d, b] = X[r0 + b, d]
+            xt[d, b] = X[r0 + b, d] - center[d]
 
 
 @njit(**SERIAL)
-def _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L):
-    """``L[k, b] = log p(x_b, k)`` for full covariances (eq. of sklearn's
-    ``_estimate_log_gaussian_prob``: Mahalanobis via the precision Cholesky)."""
+def _log_prob_full(xt, nb, means, prec, log_norm, diff, y, L):
+    """``L[k, b] = log p(x_b, k)`` for full covariances (scikit-learn's
+    ``_estimate_log_gaussian_prob``: Mahalanobis distance via the precision
+    Cholesky factor)."""
     D = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
@@ -61,26 +69,25 @@ def _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L):
         row = L[k]
         for b in range(nb):
             row[b] = 0.0
-        upper_tri_sq_norms(diff, nb, prec_chol[k], y, row)
+        upper_tri_sq_norms(diff, nb, prec[k], y, row)
         c = log_norm[k]
         for b in range(nb):
-            row[b] = c - 0.5 * row[b]
+            row[b] = c - row[b]
 
 
 @njit(**SERIAL)
-def _log_prob_tied(xt, nb, center, prec_chol, shifted_means, log_norm, u, L):
-    """Tied covariance: ``y_k = (x - c) U - (mu_k - c) U``; one triangular
-    product per row instead of one per row and component."""
+def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
+    """Tied covariance on centered rows: ``y_k = (x - c) U - (mu_k - c) U``;
+    one triangular product per row instead of one per row and component."""
     D = xt.shape[0]
     K = shifted_means.shape[0]
     for j in range(D):
         for b in range(nb):
             u[j, b] = 0.0
         for i in range(j + 1):
-            p = prec_chol[i, j]
-            c = center[i]
+            p = prec[i, j]
             for b in range(nb):
-                u[j, b] += (xt[i, b] - c) * p
+                u[j, b] += xt[i, b] * p
     for k in range(K):
         row = L[k]
         for b in range(nb):
@@ -92,12 +99,12 @@ def _log_prob_tied(xt, nb, center, prec_chol, shifted_means, log_norm, u, L):
                 row[b] += t * t
         c = log_norm[k]
         for b in range(nb):
-            row[b] = c - 0.5 * row[b]
+            row[b] = c - row[b]
 
 
 @njit(**SERIAL)
-def _log_prob_diag(xt, nb, means, prec_chol, log_norm, L):
-    """Diagonal covariances; ``prec_chol`` is ``(K, D)`` of 1 / sigma."""
+def _log_prob_diag(xt, nb, means, prec, log_norm, L):
+    """Diagonal covariances; ``prec`` is ``(K, D)`` of ``sqrt(1/2) / sigma``."""
     D = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
@@ -106,18 +113,18 @@ def _log_prob_diag(xt, nb, means, prec_chol, log_norm, L):
             row[b] = 0.0
         for d in range(D):
             m = means[k, d]
-            p = prec_chol[k, d]
+            p = prec[k, d]
             for b in range(nb):
                 t = (xt[d, b] - m) * p
                 row[b] += t * t
         c = log_norm[k]
         for b in range(nb):
-            row[b] = c - 0.5 * row[b]
+            row[b] = c - row[b]
 
 
 @njit(**SERIAL)
-def _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L):
-    """Spherical covariances; ``prec_chol`` is ``(K,)`` of 1 / sigma."""
+def _log_prob_spherical(xt, nb, means, prec, log_norm, L):
+    """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``."""
     D = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
@@ -130,22 +137,22 @@ def _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L):
                 t = xt[d, b] - m
                 row[b] += t * t
         c = log_norm[k]
-        p2 = prec_chol[k] * prec_chol[k]
+        p2 = prec[k] * prec[k]
         for b in range(nb):
-            row[b] = c - 0.5 * p2 * row[b]
+            row[b] = c - p2 * row[b]
 
 
 @njit(**SERIAL)
 def _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
     """Log-sum-exp over components and weighted responsibilities.
 
-    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (length 3):
-    ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k resp[k, b]
-    L[k, b]`` (the expected complete-data log-joint; ``acc[0] - acc[2]`` is
-    the weighted entropy of the responsibilities).  The row maximum is
-    subtracted before exponentiating, so nothing overflows, and components
-    whose log-density is ``-inf`` get exactly zero responsibility.
-    ``bits`` (int64) and ``total`` are scratch buffers of the block length.
+    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
+    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k
+    resp[k, b] L[k, b]`` (the expected complete-data log-joint; ``acc[0] -
+    acc[2]`` is the weighted entropy of the responsibilities).  The row
+    maximum is subtracted before exponentiating, so nothing overflows, and
+    components whose log-density is ``-inf`` get exactly zero responsibility.
+    ``bits`` and ``total`` are scratch buffers of the block length.
     """
     K = L.shape[0]
     for b in range(nb):
@@ -162,14 +169,13 @@ def _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
         exp_inplace(e, bits, nb)
         for b in range(nb):
             total[b] += e[b]
-    has_w = sw.shape[0] > 0
     ll = 0.0
     wsum = 0.0
-    if has_w:
+    if sw.shape[0] > 0:
         for b in range(nb):
             w = sw[r0 + b]
             if w != 0.0:
-                ll += w * (rowmax[b] + math.log(total[b]))
+                ll += w * (float(rowmax[b]) + math.log(total[b]))
             wsum += w
             total[b] = w / total[b]
     else:
@@ -184,7 +190,7 @@ def _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
             ll += rowmax[b]
             total[b] = 1.0 / total[b]
         wsum = float(nb)
-    joint = 0.0
+    joint = np.zeros(1, L.dtype)[0]
     for k in range(K):
         for b in range(nb):
             r = resp[k, b] * total[b]
@@ -197,11 +203,12 @@ def _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
 
 @njit(**SERIAL)
 def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
-    """Add ``sum_b r_kb``, ``sum_b r_kb (x_b - s)`` for component k; leave
+    """Add ``sum_b r_kb`` and ``sum_b r_kb (x_b - s)`` for component k; leave
     ``diff = x - s`` and ``wdiff = r_k (x - s)`` in the buffers.  Returns
     False when the block gives component k no responsibility at all."""
     D = xt.shape[0]
-    n = 0.0
+    zero = np.zeros(1, xt.dtype)[0]
+    n = zero
     for b in range(nb):
         n += resp[k, b]
     if n == 0.0:
@@ -209,7 +216,7 @@ def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
     nk[k] += n
     for d in range(D):
         s = shift[d]
-        acc = 0.0
+        acc = zero
         for b in range(nb):
             z = xt[d, b] - s
             diff[d, b] = z
@@ -220,139 +227,14 @@ def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
     return True
 
 
-# ---------------------------------------------------------------------------
-# Fused E-step + sufficient statistics, one kernel per covariance type
-# ---------------------------------------------------------------------------
-
-
-@njit(**PARALLEL)
-def estep_full(X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, acc):
-    """Statistics around the current means: ``sxx[t, k]`` is the lower
-    triangle of ``sum r_k (x - mu_k)(x - mu_k)^T``."""
-    N, D = X.shape
-    K = means.shape[0]
-    for t in prange(nk.shape[0]):
-        xt = np.empty((D, block))
-        diff = np.empty((D, block))
-        wdiff = np.empty((D, block))
-        y = np.empty(block)
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
-        r_end = min(N, (t + 1) * task_rows)
-        for r0 in range(t * task_rows, r_end, block):
-            nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
-            _log_prob_full(xt, nb, means, prec_chol, log_norm, diff, y, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
-            for k in range(K):
-                if _accumulate_centered(
-                    xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
-                ):
-                    add_lower_scatter(wdiff, diff, nb, sxx[t, k])
-
-
-@njit(**PARALLEL)
-def estep_tied(
-    X,
-    sw,
-    log_norm,
-    center,
-    prec_chol,
-    shifted_means,
-    task_rows,
-    block,
-    nk,
-    sx,
-    sxx,
-    acc,
-):
-    """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
-    ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``."""
-    N, D = X.shape
-    K = shifted_means.shape[0]
-    for t in prange(nk.shape[0]):
-        xt = np.empty((D, block))
-        u = np.empty((D, block))
-        diff = np.empty((D, block))
-        wdiff = np.empty((D, block))
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
-        r_end = min(N, (t + 1) * task_rows)
-        for r0 in range(t * task_rows, r_end, block):
-            nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
-            _log_prob_tied(xt, nb, center, prec_chol, shifted_means, log_norm, u, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
-            for k in range(K):
-                _accumulate_centered(xt, nb, resp, center, k, wdiff, diff, nk[t], sx[t])
-            # Total scatter uses the row weights, not the responsibilities.
-            has_w = sw.shape[0] > 0
-            for d in range(D):
-                c = center[d]
-                for b in range(nb):
-                    z = xt[d, b] - c
-                    diff[d, b] = z
-                    wdiff[d, b] = z * sw[r0 + b] if has_w else z
-            add_lower_scatter(wdiff, diff, nb, sxx[t])
-
-
-@njit(**PARALLEL)
-def estep_diag(X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, acc):
-    """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2``."""
-    N, D = X.shape
-    K = means.shape[0]
-    for t in prange(nk.shape[0]):
-        xt = np.empty((D, block))
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
-        r_end = min(N, (t + 1) * task_rows)
-        for r0 in range(t * task_rows, r_end, block):
-            nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
-            _log_prob_diag(xt, nb, means, prec_chol, log_norm, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
-            _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
-
-
-@njit(**PARALLEL)
-def estep_spherical(
-    X, sw, log_norm, means, prec_chol, task_rows, block, nk, sx, sxx, acc
-):
-    """Same statistics as ``estep_diag``; the M-step averages over features."""
-    N, D = X.shape
-    K = means.shape[0]
-    for t in prange(nk.shape[0]):
-        xt = np.empty((D, block))
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
-        r_end = min(N, (t + 1) * task_rows)
-        for r0 in range(t * task_rows, r_end, block):
-            nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
-            _log_prob_spherical(xt, nb, means, prec_chol, log_norm, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
-            _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
-
-
 @njit(**SERIAL)
 def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
     """Per-feature first and second moments around the current means."""
     D = xt.shape[0]
     K = means.shape[0]
+    zero = np.zeros(1, xt.dtype)[0]
     for k in range(K):
-        n = 0.0
+        n = zero
         for b in range(nb):
             n += resp[k, b]
         if n == 0.0:
@@ -360,8 +242,8 @@ def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
         nk[k] += n
         for d in range(D):
             m = means[k, d]
-            s1 = 0.0
-            s2 = 0.0
+            s1 = zero
+            s2 = zero
             for b in range(nb):
                 z = xt[d, b] - m
                 wz = resp[k, b] * z
@@ -372,22 +254,143 @@ def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
 
 
 # ---------------------------------------------------------------------------
+# Fused E-step + sufficient statistics, one kernel per covariance type
+# ---------------------------------------------------------------------------
+
+
+@njit(**PARALLEL)
+def estep_full(
+    X, sw, center, log_norm, means, prec, task_rows, block, nk, sx, sxx, acc
+):
+    """Statistics around the current means: ``sxx[t, k]`` is the lower
+    triangle of ``sum r_k (x - mu_k)(x - mu_k)^T``."""
+    N, D = X.shape
+    K = means.shape[0]
+    dt = X.dtype
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block), dt)
+        diff = np.empty((D, block), dt)
+        wdiff = np.empty((D, block), dt)
+        y = np.empty(block, dt)
+        L = np.empty((K, block), dt)
+        resp = np.empty((K, block), dt)
+        rowmax = np.empty(block, dt)
+        total = np.empty(block, dt)
+        bits = np.empty(block, np.int64)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, center, xt)
+            _log_prob_full(xt, nb, means, prec, log_norm, diff, y, L)
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            for k in range(K):
+                if _accumulate_centered(
+                    xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
+                ):
+                    add_lower_scatter(wdiff, diff, nb, sxx[t, k])
+
+
+@njit(**PARALLEL)
+def estep_tied(
+    X, sw, center, log_norm, prec, shifted_means, task_rows, block, nk, sx, sxx, acc
+):
+    """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
+    ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``."""
+    N, D = X.shape
+    K = shifted_means.shape[0]
+    dt = X.dtype
+    has_w = sw.shape[0] > 0
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block), dt)
+        u = np.empty((D, block), dt)
+        diff = np.empty((D, block), dt)
+        wdiff = np.empty((D, block), dt)
+        L = np.empty((K, block), dt)
+        resp = np.empty((K, block), dt)
+        rowmax = np.empty(block, dt)
+        total = np.empty(block, dt)
+        bits = np.empty(block, np.int64)
+        origin = np.zeros(D, dt)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, center, xt)
+            _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L)
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            for k in range(K):
+                _accumulate_centered(xt, nb, resp, origin, k, wdiff, diff, nk[t], sx[t])
+            # The total scatter uses the row weights, not the responsibilities.
+            for d in range(D):
+                for b in range(nb):
+                    z = xt[d, b]
+                    diff[d, b] = z
+                    wdiff[d, b] = z * sw[r0 + b] if has_w else z
+            add_lower_scatter(wdiff, diff, nb, sxx[t])
+
+
+@njit(**PARALLEL)
+def estep_diag(
+    X, sw, center, log_norm, means, prec, task_rows, block, nk, sx, sxx, acc
+):
+    """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2``."""
+    N, D = X.shape
+    K = means.shape[0]
+    dt = X.dtype
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block), dt)
+        L = np.empty((K, block), dt)
+        resp = np.empty((K, block), dt)
+        rowmax = np.empty(block, dt)
+        total = np.empty(block, dt)
+        bits = np.empty(block, np.int64)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, center, xt)
+            _log_prob_diag(xt, nb, means, prec, log_norm, L)
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
+
+
+@njit(**PARALLEL)
+def estep_spherical(
+    X, sw, center, log_norm, means, prec, task_rows, block, nk, sx, sxx, acc
+):
+    """Same statistics as ``estep_diag``; the M-step averages over features."""
+    N, D = X.shape
+    K = means.shape[0]
+    dt = X.dtype
+    for t in prange(nk.shape[0]):
+        xt = np.empty((D, block), dt)
+        L = np.empty((K, block), dt)
+        resp = np.empty((K, block), dt)
+        rowmax = np.empty(block, dt)
+        total = np.empty(block, dt)
+        bits = np.empty(block, np.int64)
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, center, xt)
+            _log_prob_spherical(xt, nb, means, prec, log_norm, L)
+            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
+
+
+# ---------------------------------------------------------------------------
 # Per-row outputs for predict / predict_proba / score_samples
 # ---------------------------------------------------------------------------
 
 
 @njit(**SERIAL)
-def _log_prob_block(
-    cov_code, xt, nb, means, prec_chol, center, shifted, log_norm, buf, y, L
-):
+def _log_prob_block(cov_code, xt, nb, means, prec, shifted, log_norm, buf, y, L):
     if cov_code == 0:
-        _log_prob_full(xt, nb, means, prec_chol, log_norm, buf, y, L)
+        _log_prob_full(xt, nb, means, prec, log_norm, buf, y, L)
     elif cov_code == 1:
-        _log_prob_tied(xt, nb, center, prec_chol[0], shifted, log_norm, buf, L)
+        _log_prob_tied(xt, nb, prec[0], shifted, log_norm, buf, L)
     elif cov_code == 2:
-        _log_prob_diag(xt, nb, means, prec_chol[0], log_norm, L)
+        _log_prob_diag(xt, nb, means, prec[0], log_norm, L)
     else:
-        _log_prob_spherical(xt, nb, means, prec_chol[0, 0], log_norm, L)
+        _log_prob_spherical(xt, nb, means, prec[0, 0], log_norm, L)
 
 
 @njit(**PARALLEL)
@@ -396,7 +399,7 @@ def per_row_outputs(
     X,
     log_norm,
     means,
-    prec_chol,
+    prec,
     center,
     shifted,
     block,
@@ -407,32 +410,31 @@ def per_row_outputs(
     """Fill whichever of ``out_lse`` (N,), ``out_resp`` (N, K), ``out_label``
     (N,) has N rows (pass length-0 arrays for the others).
 
-    ``prec_chol`` is always 3-d: ``(K, D, D)`` full, ``(1, D, D)`` tied,
+    ``prec`` is always 3-d: ``(K, D, D)`` full, ``(1, D, D)`` tied,
     ``(1, K, D)`` diag, ``(1, 1, K)`` spherical, so one signature serves all.
     """
     N, D = X.shape
     K = means.shape[0]
+    dt = X.dtype
     rows_per_task = 16 * block
     n_tasks = (N + rows_per_task - 1) // rows_per_task
     want_lse = out_lse.shape[0] > 0
     want_resp = out_resp.shape[0] > 0
     want_label = out_label.shape[0] > 0
     for t in prange(n_tasks):
-        xt = np.empty((D, block))
-        buf = np.empty((D, block))
-        y = np.empty(block)
-        L = np.empty((K, block))
-        E = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
+        xt = np.empty((D, block), dt)
+        buf = np.empty((D, block), dt)
+        y = np.empty(block, dt)
+        L = np.empty((K, block), dt)
+        E = np.empty((K, block), dt)
+        rowmax = np.empty(block, dt)
+        total = np.empty(block, dt)
+        bits = np.empty(block, np.int64)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
-            _log_prob_block(
-                cov_code, xt, nb, means, prec_chol, center, shifted, log_norm, buf, y, L
-            )
+            _load_block(X, r0, nb, center, xt)
+            _log_prob_block(cov_code, xt, nb, means, prec, shifted, log_norm, buf, y, L)
             if want_label:
                 for b in range(nb):
                     best = 0
@@ -457,9 +459,9 @@ def per_row_outputs(
                     total[b] += e[b]
             if want_lse:
                 for b in range(nb):
-                    out_lse[r0 + b] = rowmax[b] + math.log(total[b])
+                    out_lse[r0 + b] = float(rowmax[b]) + math.log(total[b])
             if want_resp:
                 for b in range(nb):
-                    inv = 1.0 / total[b]
+                    inv = 1.0 / float(total[b])
                     for k in range(K):
                         out_resp[r0 + b, k] = E[k, b] * inv

@@ -80,7 +80,8 @@ class GaussianStats:
     * ``expected_log_joint = sum_i sum_k r_ik log p(x_i, k)``; the weighted
       entropy of the responsibilities is ``log_likelihood - expected_log_joint``.
 
-    Statistics over disjoint rows with the same shift add up (``a + b``).
+    Statistics over disjoint rows add up (``a + b``; ``b`` is re-expressed
+    around ``a``'s shift first when the shifts differ).
     """
 
     covariance_type: str
@@ -93,10 +94,10 @@ class GaussianStats:
     expected_log_joint: float = 0.0
 
     def __add__(self, other: GaussianStats) -> GaussianStats:
-        if other.covariance_type != self.covariance_type or not np.array_equal(
-            other.shift, self.shift
-        ):
-            raise ValueError("only statistics around the same shift can be added")
+        if other.covariance_type != self.covariance_type:
+            raise ValueError("cannot add statistics of different covariance types")
+        if not np.array_equal(other.shift, self.shift):
+            other = other.reshift(self.shift)
         return replace(
             self,
             nk=self.nk + other.nk,
@@ -105,6 +106,49 @@ class GaussianStats:
             log_likelihood=self.log_likelihood + other.log_likelihood,
             total_weight=self.total_weight + other.total_weight,
             expected_log_joint=self.expected_log_joint + other.expected_log_joint,
+        )
+
+    def reshift(self, shift: np.ndarray) -> GaussianStats:
+        """The same statistics expressed around another ``shift`` (K, D).
+
+        With ``delta = s_old - s_new``: ``x - s_new = (x - s_old) + delta``, so
+        ``sum_x`` gains ``nk delta`` and the second moments gain the cross
+        terms and ``nk delta delta^T`` (for ``tied``, the total weight).
+        """
+        shift = np.asarray(shift, dtype=np.float64)
+        delta = self.shift - shift
+        sx = self.sum_x + self.nk[:, None] * delta
+        if self.covariance_type == "full":
+            cross = self.sum_x[:, :, None] * delta[:, None, :]
+            sxx = (
+                self.sum_xx
+                + cross
+                + np.swapaxes(cross, 1, 2)
+                + self.nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+            )
+        elif self.covariance_type == "tied":
+            d = delta[0]
+            first = self.sum_x.sum(axis=0)
+            sxx = (
+                self.sum_xx
+                + np.outer(first, d)
+                + np.outer(d, first)
+                + self.total_weight * np.outer(d, d)
+            )
+        else:
+            sxx = self.sum_xx + 2 * self.sum_x * delta + self.nk[:, None] * delta**2
+        return replace(self, sum_x=sx, sum_xx=sxx, shift=shift.copy())
+
+    def scaled(self, factor: float) -> GaussianStats:
+        """All additive quantities multiplied by ``factor``."""
+        return replace(
+            self,
+            nk=self.nk * factor,
+            sum_x=self.sum_x * factor,
+            sum_xx=self.sum_xx * factor,
+            log_likelihood=self.log_likelihood * factor,
+            total_weight=self.total_weight * factor,
+            expected_log_joint=self.expected_log_joint * factor,
         )
 
 
@@ -206,11 +250,53 @@ def _log_norm(params: GaussianParams) -> np.ndarray:
     return np.ascontiguousarray(log_w + logdet - 0.5 * D * _LOG_2PI, dtype=np.float64)
 
 
+_SQRT_HALF = math.sqrt(0.5)
+
+
 def _tied_terms(params: GaussianParams) -> tuple[np.ndarray, np.ndarray]:
-    """Mixture mean ``c`` and ``(mu_k - c) U`` for the tied kernel."""
+    """Mixture mean ``c`` and ``(mu_k - c) U`` (float64) for tied covariances."""
     center = params.weights @ params.means
     shifted = (params.means - center) @ params.precisions_cholesky
     return np.ascontiguousarray(center), np.ascontiguousarray(shifted)
+
+
+@dataclass(frozen=True)
+class _KernelArgs:
+    """Parameters as the kernels take them, in the compute dtype of ``X``.
+
+    ``center`` is the mixture mean rounded to that dtype; rows are centered
+    on it as they are loaded, so ``means`` holds ``mu_k - center`` and, for
+    ``tied``, ``shifted = (mu_k - center) prec``.  ``prec`` is ``U / sqrt(2)``
+    so that the kernels need no factor 1/2.  ``shift`` (float64) is what the
+    statistics are accumulated around, in the original coordinates.
+    """
+
+    log_norm: np.ndarray
+    center: np.ndarray
+    means: np.ndarray
+    prec: np.ndarray
+    shifted: np.ndarray
+    shift: np.ndarray
+
+
+def _kernel_args(params: GaussianParams, dtype, log_norm=None) -> _KernelArgs:
+    if log_norm is None:
+        log_norm = _log_norm(params)
+    center = np.asarray(params.weights @ params.means, dtype=dtype)
+    centered = params.means - center.astype(np.float64)
+    prec = params.precisions_cholesky * _SQRT_HALF
+
+    def cast(a):
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    means = cast(centered)
+    if params.covariance_type == "tied":
+        shifted = cast(centered @ prec)
+        shift = np.broadcast_to(center.astype(np.float64), centered.shape).copy()
+    else:
+        shifted = np.zeros_like(means)
+        shift = center.astype(np.float64) + means.astype(np.float64)
+    return _KernelArgs(cast(log_norm), center, means, cast(prec), shifted, shift)
 
 
 def e_step(
@@ -235,40 +321,20 @@ def e_step(
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
     acc = np.zeros((T, 3))
-    if log_norm is None:
-        log_norm = _log_norm(params)
-    means = np.ascontiguousarray(params.means)
-    pc = np.ascontiguousarray(params.precisions_cholesky)
+    a = _kernel_args(params, X.dtype, log_norm)
+    w = sample_weight
     with kernel_threads(n_threads):
         if cov == "full":
             sxx = np.zeros((T, K, D, D))
-            _k.estep_full(
-                X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, acc
-            )
-            shift = means
+            kernel, middle = _k.estep_full, (a.means, a.prec)
         elif cov == "tied":
             sxx = np.zeros((T, D, D))
-            center, shifted = _tied_terms(params)
-            _k.estep_tied(
-                X,
-                sample_weight,
-                log_norm,
-                center,
-                pc,
-                shifted,
-                rows,
-                block,
-                nk,
-                sx,
-                sxx,
-                acc,
-            )
-            shift = np.broadcast_to(center, (K, D)).copy()
+            kernel, middle = _k.estep_tied, (a.prec, a.shifted)
         else:
             sxx = np.zeros((T, K, D))
             kernel = _k.estep_diag if cov == "diag" else _k.estep_spherical
-            kernel(X, sample_weight, log_norm, means, pc, rows, block, nk, sx, sxx, acc)
-            shift = means
+            middle = (a.means, a.prec)
+        kernel(X, w, a.center, a.log_norm, *middle, rows, block, nk, sx, sxx, acc)
     sum_xx = sxx.sum(axis=0)
     if cov in ("full", "tied"):
         sum_xx = _symmetrize_lower(sum_xx)
@@ -277,7 +343,7 @@ def e_step(
         nk.sum(axis=0),
         sx.sum(axis=0),
         sum_xx,
-        shift.copy(),
+        a.shift,
         *(float(v) for v in acc.sum(axis=0)),
     )
 
@@ -296,36 +362,32 @@ def per_row(
     responsibilities: bool = False,
     labels: bool = False,
     n_threads: int | None = None,
+    log_norm: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Per-row ``log p(x)``, ``p(k | x)`` and ``argmax_k p(x, k)`` as asked."""
+    """Per-row ``log p(x)``, ``p(k | x)`` and ``argmax_k p(x, k)`` as asked.
+
+    ``log_norm`` overrides the per-component constant as in :func:`e_step`.
+    """
     N, D = X.shape
     K = params.n_components
     cov = params.covariance_type
     out_lse = np.empty(N if log_likelihood else 0)
     out_resp = np.empty((N if responsibilities else 0, K))
     out_label = np.empty(N if labels else 0, dtype=np.int64)
-    pc = params.precisions_cholesky
-    if cov == "full":
-        pc3 = pc
-    elif cov == "tied":
-        pc3 = pc[None]
-    elif cov == "diag":
-        pc3 = pc[None]
-    else:
-        pc3 = pc[None, None]
-    if cov == "tied":
-        center, shifted = _tied_terms(params)
-    else:
-        center, shifted = np.zeros(D), np.zeros((K, D))
+    a = _kernel_args(params, X.dtype, log_norm)
+    # One kernel signature for every covariance type: prec is always 3-d.
+    prec3 = {"full": a.prec, "tied": a.prec[None], "diag": a.prec[None]}.get(
+        cov, a.prec[None, None]
+    )
     with kernel_threads(n_threads):
         _k.per_row_outputs(
             _COV_CODE[cov],
             X,
-            _log_norm(params),
-            np.ascontiguousarray(params.means),
-            np.ascontiguousarray(pc3, dtype=np.float64),
-            center,
-            shifted,
+            a.log_norm,
+            a.means,
+            np.ascontiguousarray(prec3),
+            a.center,
+            a.shifted,
             block_rows(D),
             out_lse,
             out_resp,
@@ -354,6 +416,22 @@ def m_step(stats: GaussianStats, reg_covar: float) -> tuple[GaussianParams, list
     re-seed.
     """
     cov = stats.covariance_type
+    nk, means, covariances = estimate_moments(stats, reg_covar)
+    weights = nk / nk.sum()
+    prec_chol, bad = precisions_cholesky_from_covariances(covariances, cov)
+    empty = np.flatnonzero(stats.nk < _EPS10 * stats.total_weight)
+    bad = sorted(set(bad) | {int(k) for k in empty})
+    params = GaussianParams(cov, weights, means, covariances, prec_chol)
+    return params, bad
+
+
+def estimate_moments(
+    stats: GaussianStats, reg_covar: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(nk, means, covariances)`` from statistics, as scikit-learn's
+    ``_estimate_gaussian_parameters``: ``nk`` gets ``10 eps`` added and the
+    covariances get ``reg_covar`` on their diagonals."""
+    cov = stats.covariance_type
     D = stats.sum_x.shape[1]
     nk = stats.nk + _EPS10
     delta = stats.sum_x / nk[:, None]
@@ -373,12 +451,7 @@ def m_step(stats: GaussianStats, reg_covar: float) -> tuple[GaussianParams, list
         if cov == "spherical":
             var = var.mean(axis=1)
         covariances = var + reg_covar
-    weights = nk / nk.sum()
-    prec_chol, bad = precisions_cholesky_from_covariances(covariances, cov)
-    empty = np.flatnonzero(stats.nk < _EPS10 * stats.total_weight)
-    bad = sorted(set(bad) | {int(k) for k in empty})
-    params = GaussianParams(cov, weights, means, covariances, prec_chol)
-    return params, bad
+    return nk, means, covariances
 
 
 def stats_from_scatter(

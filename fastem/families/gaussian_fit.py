@@ -113,7 +113,7 @@ class GaussianEM:
 
     def _random_rows(self, source, count):
         rng = np.random.RandomState(0)
-        return np.sort(rng.choice(source.n_samples, count, replace=False))
+        return np.sort(_kmeans.sample_rows(rng, source.n_samples, count))
 
     def _data_variance(self, source):
         """Per-feature (weighted) variance of the data, around its first row."""
@@ -213,7 +213,7 @@ def _initial_stats(source, n_components, cov, init_params, rng, n_threads):
         return _point_stats(points, ws[idx] if ws.shape[0] else np.ones(K), cov)
     if init_params == "random_from_data":
         # Component j starts at the j-th drawn row (scikit-learn's order).
-        idx = rng.choice(source.n_samples, size=K, replace=False)
+        idx = _kmeans.sample_rows(rng, source.n_samples, K)
         order = np.argsort(idx)
         points, weights = np.empty((K, source.n_features)), np.empty(K)
         points[order] = source.rows(idx[order])
@@ -238,7 +238,7 @@ def _kmeans_rows(source, rng):
     if isinstance(source, ArraySource):
         return source.X, source.sample_weight
     n = min(source.n_samples, _kmeans.KMEANS_SUBSAMPLE)
-    idx = np.sort(rng.choice(source.n_samples, n, replace=False))
+    idx = np.sort(_kmeans.sample_rows(rng, source.n_samples, n))
     weighted = source.total_weight != source.n_samples
     return source.rows(idx), source.weights(idx) if weighted else np.empty(0)
 
