@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import kernels
 from .discrete import BernoulliMixture, MultinomialMixture, PoissonMixture
 from .exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
+from .impute import MixtureImputer
 from .io import load
 from .mixture import GaussianMixture
 from .student import StudentTMixture
@@ -20,6 +21,7 @@ __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "GaussianMixture",
+    "MixtureImputer",
     "MultinomialMixture",
     "NotFittedError",
     "PoissonMixture",

@@ -456,6 +456,11 @@ class GaussianMixture(EstimatorBase):
         loglik, _ = self._criterion_terms(X, sample_weight)
         return -2.0 * loglik + 2 * self._n_parameters()
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing value
+        return tags
+
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples from the fitted mixture (scikit-learn's algorithm).
 
