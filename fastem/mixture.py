@@ -23,7 +23,7 @@ from ._validation import (
 from .families import gaussian as g
 from .families import gaussian_missing as gm
 from .families.gaussian_fit import INIT_METHODS, GaussianEM, initial_params
-from .sources import ArraySource
+from .sources import as_source, is_dask_array
 
 
 class GaussianMixture(EstimatorBase):
@@ -83,6 +83,13 @@ class GaussianMixture(EstimatorBase):
     callback : callable or None, default=None
         ``callback(iteration, lower_bound)`` after every EM iteration;
         returning ``True`` stops the current run.
+    chunk_rows : int or None, default=None
+        Rows per chunk when ``X`` is out of core (a ``numpy.memmap``, a path
+        to an ``.npy`` file, an h5py/zarr array); default about 64 MiB of
+        data per chunk.  Resident memory stays near one chunk.
+    learning_decay, learning_offset : float, default=0.7, 10.0
+        Step sizes ``(learning_offset + t) ** -learning_decay`` of
+        :meth:`partial_fit` (stepwise EM; ``0.5 < learning_decay <= 1``).
 
     Attributes
     ----------
@@ -119,6 +126,9 @@ class GaussianMixture(EstimatorBase):
         verbose_interval: int = 10,
         n_threads: int | None = None,
         callback: Callable[[int, float], Any] | None = None,
+        chunk_rows: int | None = None,
+        learning_decay: float = 0.7,
+        learning_offset: float = 10.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -136,6 +146,9 @@ class GaussianMixture(EstimatorBase):
         self.verbose_interval = verbose_interval
         self.n_threads = n_threads
         self.callback = callback
+        self.chunk_rows = chunk_rows
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ fit
 
@@ -165,44 +178,52 @@ class GaussianMixture(EstimatorBase):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        X = self._fit(X, sample_weight)
-        return self._per_row(X, labels=True)[2]
+        X_in_memory = self._fit(X, sample_weight)
+        if X_in_memory is None:
+            return self.predict(X)
+        return self._per_row(X_in_memory, labels=True)[2]
 
-    def _fit(self, X, sample_weight) -> np.ndarray:
+    def _prepare(self, X, sample_weight):
+        """Validate everything and build the data source and family.
+
+        Returns ``(source, family, init_source, X_in_memory)``.
+        """
         self._validate_hyperparameters()
-        X = check_data(X, "X", allow_nan=True)
-        N, D = X.shape
+        source, X_mem = as_source(
+            X, sample_weight, chunk_rows=self.chunk_rows, allow_nan=True
+        )
+        N = source.n_samples
         if N < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
                 f"{self.n_components}, n_samples = {N}"
             )
-        sw = check_sample_weight(sample_weight, N)
+        sw = getattr(source, "sample_weight", np.empty(0))
         if sw.shape[0] and np.count_nonzero(sw) < self.n_components:
             raise ValueError(
                 f"sample_weight has {np.count_nonzero(sw)} positive entries; "
                 f"n_components={self.n_components} needs at least as many"
             )
-        inits = self._validated_inits(D)
-        warm = None
-        if self.warm_start and hasattr(self, "converged_"):
-            if self.n_features_in_ != D:
-                raise ValueError(
-                    f"X has {D} features, but the warm-started model has "
-                    f"{self.n_features_in_}"
-                )
-            warm = (self._params, self.lower_bound_)
-        if has_nan(X):
-            source, init_source = gm.fit_parts(X, sw)
+        if X_mem is None and getattr(source, "has_nan", False):
+            raise ValueError(
+                "X contains NaN; missing values are supported for in-memory "
+                "arrays only (not for memory-mapped, streamed or Dask data)"
+            )
+        if X_mem is not None and has_nan(X_mem):
+            source, init_source = gm.fit_parts(X_mem, sw)
             family = gm.GaussianMissingEM(
                 self.covariance_type, self.reg_covar, self.n_threads
             )
         else:
-            source = ArraySource(X, sw)
             family = GaussianEM(self.covariance_type, self.reg_covar, self.n_threads)
 
             def init_source():
                 return source
+
+        return source, family, init_source, X_mem
+
+    def _initializer(self, init_source, n_features):
+        inits = self._validated_inits(n_features)
         rng = check_random_state(self.random_state)
 
         def initialize() -> g.GaussianParams:
@@ -217,6 +238,20 @@ class GaussianMixture(EstimatorBase):
                 **inits,
             )
 
+        return initialize
+
+    def _fit(self, X, sample_weight) -> np.ndarray | None:
+        source, family, init_source, X_mem = self._prepare(X, sample_weight)
+        D = source.n_features
+        initialize = self._initializer(init_source, D)
+        warm = None
+        if self.warm_start and hasattr(self, "converged_"):
+            if self.n_features_in_ != D:
+                raise ValueError(
+                    f"X has {D} features, but the warm-started model has "
+                    f"{self.n_features_in_}"
+                )
+            warm = (self._params, self.lower_bound_)
         run = em.fit_em(
             family,
             source,
@@ -235,7 +270,76 @@ class GaussianMixture(EstimatorBase):
         self.lower_bound_ = run.lower_bound
         self.lower_bounds_ = run.lower_bounds
         self.n_features_in_ = D
-        return X
+        self._online = None
+        return X_mem
+
+    def partial_fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
+        """One step of stepwise (online) EM on a chunk of a data stream.
+
+        The running sufficient statistics (per unit weight) move toward the
+        chunk's statistics with step ``(learning_offset + t) **
+        -learning_decay`` at the t-th call (Cappé & Moulines, 2009), and the
+        parameters are re-estimated from them.  On a stationary stream the
+        parameters converge to a maximum of the likelihood; exact batch EM
+        over data larger than memory is ``fit`` on a memory-mapped array or
+        an iterable of chunks instead.
+
+        The first call on an unfitted model initialises the parameters from
+        the chunk (``init_params`` and the ``*_init`` arrays); a model fitted
+        by ``fit`` continues from its parameters.  ``n_iter_`` counts the
+        calls, ``lower_bound_`` is the mean log-likelihood of the latest
+        chunk under the parameters that entered the step, and ``converged_``
+        is False (stepwise EM has no convergence test).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The next chunk of the stream.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        check_real(self.learning_decay, "learning_decay")
+        if not 0.5 < self.learning_decay <= 1.0:
+            raise ValueError(
+                f"learning_decay must be in (0.5, 1], got {self.learning_decay}"
+            )
+        check_real(self.learning_offset, "learning_offset")
+        source, family, init_source, _ = self._prepare(X, sample_weight)
+        D = source.n_features
+        state = getattr(self, "_online", None)
+        if hasattr(self, "converged_"):
+            if self.n_features_in_ != D:
+                raise ValueError(
+                    f"X has {D} features, but the model has {self.n_features_in_}"
+                )
+            params = self._params
+        else:
+            params = self._initializer(init_source, D)()
+        if state is None:
+            running, steps, history = None, 0, []
+        else:
+            running, steps, history = state
+        step = (
+            1.0
+            if running is None
+            else (self.learning_offset + steps) ** -self.learning_decay
+        )
+        params, running, lower_bound = em.stepwise_step(
+            family, source, params, running, step
+        )
+        self._set_params_from(params)
+        history = [*history, lower_bound]
+        self._online = (running, steps + 1, history)
+        self.converged_ = False
+        self.n_iter_ = steps + 1
+        self.lower_bound_ = lower_bound
+        self.lower_bounds_ = history
+        self.n_features_in_ = D
+        return self
 
     def _set_params_from(self, params: g.GaussianParams) -> None:
         arrays = (
@@ -325,14 +429,53 @@ class GaussianMixture(EstimatorBase):
         per_row = gm.per_row if has_nan(X) else g.per_row
         return per_row(X, self._params, n_threads=self.n_threads, **want)
 
+    def _row_output(self, X, which: str):
+        """One per-row output for in-memory, out-of-core or Dask ``X``."""
+        self._check_is_fitted()
+        if is_dask_array(X):
+            from ._dask import map_rows
+
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has shape {X.shape}; the model was fitted with "
+                    f"{self.n_features_in_} features"
+                )
+            width = self.n_components if which == "responsibilities" else None
+            dtype = np.int64 if which == "labels" else np.float64
+            return map_rows(
+                X, _rows, self._params, which, None, n_columns=width, dtype=dtype
+            )
+        if not isinstance(X, np.ndarray) or isinstance(X, np.memmap):
+            if (
+                hasattr(X, "shape")
+                or isinstance(X, (str, bytes))
+                or hasattr(X, "__fspath__")
+            ):
+                source, X_mem = as_source(X, chunk_rows=self.chunk_rows, allow_nan=True)
+                if X_mem is None:
+                    if source.n_features != self.n_features_in_:
+                        raise ValueError(
+                            f"X has {source.n_features} features, but the model was "
+                            f"fitted with {self.n_features_in_} features"
+                        )
+                    parts = source.map_chunks(
+                        _rows_chunk, self._params, which, self.n_threads
+                    )
+                    return np.concatenate(parts)
+        X = self._validated_X(X)
+        return _rows(X, self._params, which, self.n_threads)
+
     def predict(self, X) -> np.ndarray:
         """Most probable component of each row.
+
+        ``X`` may be in memory, out of core (memmap, ``.npy`` path, h5py,
+        zarr) or a Dask array (the result is then a lazy Dask array).
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self._per_row(self._validated_X(X), labels=True)[2]
+        return self._row_output(X, "labels")
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior probability of each component for each row.
@@ -341,7 +484,7 @@ class GaussianMixture(EstimatorBase):
         -------
         resp : ndarray of shape (n_samples, n_components)
         """
-        return self._per_row(self._validated_X(X), responsibilities=True)[1]
+        return self._row_output(X, "responsibilities")
 
     def score_samples(self, X) -> np.ndarray:
         """Log-likelihood ``log p(x)`` of each row.
@@ -350,7 +493,7 @@ class GaussianMixture(EstimatorBase):
         -------
         log_prob : ndarray of shape (n_samples,)
         """
-        return self._per_row(self._validated_X(X), log_likelihood=True)[0]
+        return self._row_output(X, "log_likelihood")
 
     def impute(self, X) -> np.ndarray:
         """Replace missing values (NaN) by their conditional mean under the
@@ -484,3 +627,19 @@ class GaussianMixture(EstimatorBase):
         from .io import save
 
         save(self, path)
+
+
+_OUTPUT_INDEX = {"log_likelihood": 0, "responsibilities": 1, "labels": 2}
+
+
+def _rows(X, params: g.GaussianParams, which: str, n_threads) -> np.ndarray:
+    """Per-row output ``which`` for rows of ``X`` (NaN marks missing values)."""
+    X = check_data(X, "X", n_features=params.n_features, allow_nan=True)
+    per_row = gm.per_row if has_nan(X) else g.per_row
+    return per_row(X, params, n_threads=n_threads, **{which: True})[
+        _OUTPUT_INDEX[which]
+    ]
+
+
+def _rows_chunk(X, w, params, which, n_threads):
+    return _rows(X, params, which, n_threads)
