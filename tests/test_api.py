@@ -308,6 +308,20 @@ def test_convergence_warning(X3):
     assert abs(converged.lower_bounds_[-1] - converged.lower_bounds_[-2]) < 1e-3
 
 
+@pytest.mark.parametrize("tol", [1e-3, 1e-6])
+def test_stops_at_the_first_change_below_tol(make_mixture, tol):
+    """scikit-learn's rule: stop when |lower bound change| < tol."""
+    X, _ = make_mixture(300, 2, 3, seed=20, separation=3.0)
+    model = fastem.GaussianMixture(
+        3, tol=tol, max_iter=1000, init_params="random", random_state=21
+    ).fit(X)
+    changes = np.abs(np.diff(model.lower_bounds_))
+    assert model.converged_ is True
+    assert model.n_iter_ == len(model.lower_bounds_) >= 3
+    assert changes[-1] < tol
+    assert np.all(changes[:-1] >= tol)
+
+
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
 def test_max_iter_zero_keeps_the_initial_parameters(X3, cov):
     inits = initial_parameters(X3, 3, cov, seed=16)

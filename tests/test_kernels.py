@@ -101,13 +101,14 @@ def test_statistics_around_different_shifts_add_after_reshifting(problem, cov):
     resum, _ = gaussian_mstep(second.reshift(first.shift) + first)
     np.testing.assert_allclose(m_total.means, resum.means, rtol=1e-12)
     np.testing.assert_allclose(m_total.covariances, resum.covariances, rtol=1e-10)
+    # Statistics of different covariance types never add.
+    other = "diag" if cov == "spherical" else "spherical"
+    unit = np.ones((K, X.shape[1])) if other == "diag" else np.ones(K)
+    other_stats = gaussian_stats(
+        X, make_gaussian_params(a.weights, a.means, unit, other)
+    )
     with pytest.raises(ValueError, match="covariance types"):
-        first + gaussian_stats(
-            X,
-            make_gaussian_params(
-                a.weights, a.means, np.ones(len(a.weights)), "spherical"
-            ),
-        )
+        first + other_stats
 
 
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
