@@ -80,18 +80,16 @@ class _DiscreteMixture(MixtureEstimator):
     """Shared implementation of the three log-linear families."""
 
     _kind = ""
-    _smoothing_name = ""
 
     def _smoothing(self) -> float:
-        return float(getattr(self, self._smoothing_name))
+        return float(self.alpha)
 
     def _validate_family_hyperparameters(self) -> None:
-        name = self._smoothing_name
-        value = getattr(self, name)
+        value = self.alpha
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+            raise TypeError(f"alpha must be a real number, got {type(value).__name__}")
         if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+            raise ValueError(f"alpha must be a finite number > 0, got {value}")
 
     _accepts_sparse = True
 
@@ -184,7 +182,6 @@ class BernoulliMixture(_DiscreteMixture):
     }
 
     _kind = "bernoulli"
-    _smoothing_name = "alpha"
 
     def __init__(
         self,
@@ -253,7 +250,6 @@ class PoissonMixture(_DiscreteMixture):
     __doc__ += _COMMON_DOC % {"means": "rates", "kmeans_rows": "the raw counts"}
 
     _kind = "poisson"
-    _smoothing_name = "alpha"
 
     def __init__(
         self,
@@ -331,7 +327,6 @@ class MultinomialMixture(_DiscreteMixture):
 """
 
     _kind = "multinomial"
-    _smoothing_name = "alpha"
     _fitted_arrays = ("weights_", "means_", "mean_total_count_")
 
     def __init__(

@@ -250,3 +250,39 @@ def check_common_validation(make_model, X):
         fitted.predict(X[:, :-1])
     with pytest.raises(fastem.NotFittedError):
         make_model().predict(X)
+
+
+def check_out_of_core(make_model, X, tmp_path, bad_value):
+    """A memory-mapped ``.npy`` file read in small chunks, and a Dask array
+    with the same chunks, give the in-memory model (up to the order of the
+    chunk sums; Dask and the memmap bit for bit); values outside the
+    family's support are reported before fitting."""
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    kw = {"random_state": 0, "max_iter": 8, "tol": 0.0}
+    ref = fit_quietly(make_model(**kw), X)
+    mm = fit_quietly(make_model(chunk_rows=97, **kw), np.load(path, mmap_mode="r"))
+    for name, value in fitted_arrays(ref).items():
+        np.testing.assert_allclose(getattr(mm, name), value, rtol=1e-10, err_msg=name)
+    by_path = fit_quietly(make_model(chunk_rows=97, **kw), str(path))
+    np.testing.assert_array_equal(by_path.means_, mm.means_)
+    np.testing.assert_allclose(
+        mm.score_samples(np.load(path, mmap_mode="r")), ref.score_samples(X), rtol=1e-10
+    )
+    chunks = [X[i : i + 97] for i in range(0, len(X), 97)]
+    it = fit_quietly(make_model(**kw), chunks)
+    np.testing.assert_array_equal(it.means_, mm.means_)
+    bad = X.copy()
+    bad[250, 1] = bad_value
+    np.save(path, bad)
+    with pytest.raises(ValueError, match="column 1"):
+        make_model(chunk_rows=97, **kw).fit(np.load(path, mmap_mode="r"))
+    da = pytest.importorskip("dask.array")
+    dX = da.from_array(X, chunks=(97, X.shape[1]))
+    dk = fit_quietly(make_model(**kw), dX)
+    for name, value in fitted_arrays(mm).items():
+        np.testing.assert_array_equal(getattr(dk, name), value, err_msg=name)
+    lazy = dk.predict_proba(dX)
+    np.testing.assert_allclose(
+        lazy.compute(), ref.predict_proba(X), rtol=1e-9, atol=1e-12
+    )

@@ -11,6 +11,7 @@ from _family_cases import (
     check_driver_wiring,
     check_methods,
     check_monotone,
+    check_out_of_core,
     check_save_load,
     check_threads_identical,
     check_weights_are_repeats,
@@ -195,3 +196,12 @@ def test_extreme_alpha_keeps_probabilities_inside():
     model = fit_quietly(fastem.BernoulliMixture(2, alpha=1e-12, random_state=0), X)
     assert ((model.means_ > 0) & (model.means_ < 1)).all()
     assert np.isfinite(model.score_samples(X)).all()
+
+
+def test_out_of_core_and_dask(tmp_path):
+    X = make_bernoulli(600, 4, 3, seed=8)[0]
+
+    def make(**kw):
+        return fastem.BernoulliMixture(3, **kw)
+
+    check_out_of_core(make, X, tmp_path, bad_value=0.5)

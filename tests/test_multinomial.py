@@ -12,6 +12,7 @@ from _family_cases import (
     check_driver_wiring,
     check_methods,
     check_monotone,
+    check_out_of_core,
     check_save_load,
     check_threads_identical,
     check_weights_are_repeats,
@@ -216,3 +217,36 @@ def test_validation(data):
         fastem.MultinomialMixture(2, means_init=m).fit(X)
     with pytest.raises(TypeError, match="dense"):
         fastem.StudentTMixture(2).fit(sp.csr_matrix(X))
+
+
+def test_out_of_core_and_dask(tmp_path):
+    X = make_multinomial(600, 4, 3, seed=8)[0]
+
+    def make(**kw):
+        return fastem.MultinomialMixture(3, **kw)
+
+    check_out_of_core(make, X, tmp_path, bad_value=0.5)
+
+
+def test_compiled_signatures_stay_few(data):
+    """One compiled signature per input dtype (and CSR index dtype): fits
+    with several shapes, weights and options add no new ones."""
+    from fastem._kernels import discrete as k
+
+    X = data[0]
+    for Xi in (
+        X,
+        X.astype(np.float32),
+        sp.csr_matrix(X),
+        sp.csr_matrix(X, dtype=np.float32),
+    ):
+        for n in (3, 2):
+            m = fastem.MultinomialMixture(n, random_state=0, max_iter=2)
+            fit_quietly(m, Xi, sample_weight=np.ones(X.shape[0]))
+            m.predict_proba(Xi)
+            fit_quietly(fastem.PoissonMixture(n, random_state=0, max_iter=2), Xi)
+    assert len(k.estep_dense.signatures) <= 2
+    assert len(k.per_row_dense.signatures) <= 2
+    # data float32/float64 x indices int32/int64
+    assert len(k.estep_sparse.signatures) <= 4
+    assert len(k.per_row_sparse.signatures) <= 4

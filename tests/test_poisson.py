@@ -11,6 +11,7 @@ from _family_cases import (
     check_driver_wiring,
     check_methods,
     check_monotone,
+    check_out_of_core,
     check_save_load,
     check_threads_identical,
     check_weights_are_repeats,
@@ -178,3 +179,12 @@ def test_all_zero_feature_gets_small_positive_rate():
     Z = X[:5].copy()
     Z[:, 2] = 3.0  # a value never seen in training: very unlikely, not NaN
     assert np.isfinite(model.score_samples(Z)).all()
+
+
+def test_out_of_core_and_dask(tmp_path):
+    X = make_poisson(600, 4, 3, seed=8)[0]
+
+    def make(**kw):
+        return fastem.PoissonMixture(3, **kw)
+
+    check_out_of_core(make, X, tmp_path, bad_value=-2.0)

@@ -11,6 +11,7 @@ from _family_cases import (
     check_driver_wiring,
     check_methods,
     check_monotone,
+    check_out_of_core,
     check_save_load,
     check_threads_identical,
     check_weights_are_repeats,
@@ -231,3 +232,44 @@ def test_validation(data):
     nan[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"NaN.*row 2, column 1"):
         fastem.StudentTMixture(2).fit(nan)
+
+
+def test_out_of_core_and_dask(tmp_path):
+    X = make_student(600, 4, 3, seed=8)[0]
+
+    def make(**kw):
+        return fastem.StudentTMixture(3, **kw)
+
+    check_out_of_core(make, X, tmp_path, bad_value=np.nan)
+
+
+def test_compiled_signatures_stay_few(data):
+    from fastem._kernels import student as k
+
+    X = data[0]
+    for Xi in (X, X.astype(np.float32)):
+        for update in ("ecme", "ecm"):
+            m = fit_quietly(
+                fastem.StudentTMixture(
+                    2, dof_update=update, random_state=0, max_iter=2
+                ),
+                Xi,
+            )
+            m.predict(Xi)
+    assert len(k.estep_student.signatures) <= 2
+    assert len(k.per_row_student.signatures) <= 2
+
+
+def test_log_gamma_ratio_series_matches_gammaln():
+    from scipy.special import gammaln
+
+    from fastem.families.student import log_gamma_ratio
+
+    for h in (0.5, 1.0, 1.5, 4.0):
+        a = np.array([1e5, 2e5, 5e5])
+        direct = gammaln(a + h) - gammaln(a)
+        np.testing.assert_allclose(log_gamma_ratio(a, h), direct, rtol=1e-9)
+        small = np.array([0.01, 1.0, 37.5])
+        np.testing.assert_allclose(
+            log_gamma_ratio(small, h), gammaln(small + h) - gammaln(small), rtol=1e-14
+        )

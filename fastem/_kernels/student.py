@@ -19,7 +19,7 @@ responsibilities times the row weights, shift ``s_k`` the current location)
 * ``slogu[k] = sum r (log u - u)`` for the degrees-of-freedom update.
 
 Conventions (task axis, blocks, float64 parameters) are those of
-:mod:`fastem._kernels.gaussian`, whose block helpers are reused.
+:mod:`fastem._kernels.gaussian`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,32 @@ from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
 from ._math import add_lower_scatter, upper_tri_sq_norms
-from .discrete import emit_rows
-from .gaussian import _accumulate_centered, _load_block, _responsibilities
+from .discrete import _load_block, _responsibilities, emit_rows
+
+
+@njit(**SERIAL)
+def _accumulate_centered(xt, nb, wts, shift, k, wdiff, diff, nk, sx):
+    """Add ``sum_b wts[k, b]`` to ``nk[k]`` and ``sum_b wts[k, b] (x_b - s)``
+    to ``sx[k]``; leave ``diff = x - s`` and ``wdiff = wts[k] (x - s)`` in the
+    buffers.  Returns False when the block gives component k no weight."""
+    D = xt.shape[0]
+    n = 0.0
+    for b in range(nb):
+        n += wts[k, b]
+    if n == 0.0:
+        return False
+    nk[k] += n
+    for d in range(D):
+        s = shift[d]
+        acc = 0.0
+        for b in range(nb):
+            z = xt[d, b] - s
+            diff[d, b] = z
+            wz = wts[k, b] * z
+            wdiff[d, b] = wz
+            acc += wz
+        sx[k, d] += acc
+    return True
 
 
 @njit(**SERIAL)

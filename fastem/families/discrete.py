@@ -547,7 +547,7 @@ def _kmeans_sample(source, rng):
         if ws.shape[0] and not ws.sum() > 0:
             return X, w
         return X[idx], ws
-    idx = np.sort(rng.choice(N, n, replace=False))
+    idx = np.arange(N) if n == N else np.sort(rng.choice(N, n, replace=False))
     weighted = source.total_weight != N
     return source.rows(idx), source.weights(idx) if weighted else np.empty(0)
 
