@@ -328,6 +328,46 @@ def estep_sparse(
                         dst[k] += v * tmp[k]
 
 
+@njit(**PARALLEL)
+def row_terms_dense(X, sw, kind, logfact, task_rows, block, out):
+    """``out[t] = sum_i w_i rho(x_i)`` over the rows of task ``t``."""
+    N, D = X.shape
+    has_w = sw.shape[0] > 0
+    for t in prange(out.shape[0]):
+        xt = np.empty((D, block))
+        rt = np.empty(block)
+        s = 0.0
+        r_end = min(N, (t + 1) * task_rows)
+        for r0 in range(t * task_rows, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(X, r0, nb, xt)
+            _row_terms_dense(kind, xt, nb, logfact, rt)
+            for b in range(nb):
+                s += sw[r0 + b] * rt[b] if has_w else rt[b]
+        out[t] = s
+
+
+@njit(**PARALLEL)
+def row_terms_sparse(data, indices, indptr, sw, kind, logfact, task_rows, out):
+    """``out[t] = sum_i w_i rho(x_i)`` over the CSR rows of task ``t``."""
+    N = indptr.shape[0] - 1
+    has_w = sw.shape[0] > 0
+    for t in prange(out.shape[0]):
+        s = 0.0
+        for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
+            rho = 0.0
+            n = 0.0
+            for j in range(indptr[i], indptr[i + 1]):
+                v = np.float64(data[j])
+                if v != 0.0:
+                    rho -= _log_factorial(v, logfact)
+                    n += v
+            if kind == 2:
+                rho += _log_factorial(n, logfact)
+            s += sw[i] * rho if has_w else rho
+        out[t] = s
+
+
 # ---------------------------------------------------------------------------
 # Per-row outputs (predict, predict_proba, score_samples)
 # ---------------------------------------------------------------------------

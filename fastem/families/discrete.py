@@ -207,16 +207,27 @@ def layout(n_samples: int, n_features: int, n_components: int, is_sparse: bool):
     return T, rows, block
 
 
-def e_step(X, sample_weight: np.ndarray, params: DiscreteParams, n_threads=None):
+def e_step(
+    X,
+    sample_weight: np.ndarray,
+    params: DiscreteParams,
+    n_threads=None,
+    row_terms: bool = True,
+):
     """Statistics of validated rows ``X`` (dense array or CSR), in one pass.
 
-    ``sample_weight`` has length 0 for unit weights.
+    ``sample_weight`` has length 0 for unit weights.  With
+    ``row_terms=False`` the component-independent terms ``rho(x)`` (log
+    factorials) are left out of ``log_likelihood`` and
+    ``expected_log_joint``; they do not change the responsibilities, and
+    :class:`DiscreteEM` adds their sum (:func:`row_term_sum`, computed once
+    per fit) instead of recomputing them every iteration.
     """
     N, D = X.shape
     K = params.n_components
     is_sp = sparse.issparse(X)
     T, rows, block = layout(N, D, K, is_sp)
-    code = _KIND_CODE[params.kind]
+    code = _KIND_CODE[params.kind] if row_terms else 0
     c, A = params.log_linear()
     nk = np.zeros((T, K))
     acc = np.zeros((T, 3))
@@ -248,6 +259,28 @@ def e_step(X, sample_weight: np.ndarray, params: DiscreteParams, n_threads=None)
             sum_x = sx.sum(axis=0)
     ll, tw, joint = (float(v) for v in acc.sum(axis=0))
     return DiscreteStats(params.kind, nk.sum(axis=0), sum_x, ll, tw, joint)
+
+
+def row_term_sum(X, sample_weight: np.ndarray, kind: str, n_threads=None) -> float:
+    """``sum_i w_i rho(x_i)`` over the rows of ``X`` (dense or CSR): the part
+    of the log-likelihood that does not depend on the parameters (additive
+    over chunks)."""
+    if kind == "bernoulli":
+        return 0.0
+    N, D = X.shape
+    is_sp = sparse.issparse(X)
+    T, rows, block = layout(N, D, 1, is_sp)
+    out = np.zeros(T)
+    code = _KIND_CODE[kind]
+    with kernel_threads(n_threads):
+        if is_sp:
+            data, indices, indptr = csr_arrays(X)
+            _k.row_terms_sparse(
+                data, indices, indptr, sample_weight, code, _logfact(), rows, out
+            )
+        else:
+            _k.row_terms_dense(X, sample_weight, code, _logfact(), rows, block, out)
+    return float(out.sum())
 
 
 def per_row(
@@ -398,10 +431,26 @@ class DiscreteEM:
         self.kind = kind
         self.smoothing = smoothing
         self.n_threads = n_threads
+        self._row_constant = None
 
     def e_step(self, source, params: DiscreteParams) -> DiscreteStats:
-        stats = source.map_reduce(e_step, params, self.n_threads)
-        return replace(stats, log_prior=log_prior(params, self.smoothing))
+        """One pass over ``source``; the log-factorial terms of the
+        log-likelihood are summed on the first pass over a source and reused
+        (they do not depend on the parameters)."""
+        if self.kind == "bernoulli":
+            constant = 0.0
+        else:
+            if self._row_constant is None or self._row_constant[0] is not source:
+                total = source.map_reduce(row_term_sum, self.kind, self.n_threads)
+                self._row_constant = (source, float(total))
+            constant = self._row_constant[1]
+        stats = source.map_reduce(e_step, params, self.n_threads, False)
+        return replace(
+            stats,
+            log_likelihood=stats.log_likelihood + constant,
+            expected_log_joint=stats.expected_log_joint + constant,
+            log_prior=log_prior(params, self.smoothing),
+        )
 
     def lower_bound(self, stats: DiscreteStats, new_params) -> float:
         """``(log L + log prior) / total weight`` at the E-step's parameters:
