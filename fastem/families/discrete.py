@@ -54,6 +54,18 @@ _LOGFACT_SIZE = 1024
 _ONE_MINUS = float(np.nextafter(1.0, 0.0))
 
 
+def threads_for(n_tasks_: int, n_threads):
+    """One thread when a kernel call has a single task (waking a parallel
+    region costs more than such a call on a busy machine; results do not
+    depend on the thread count), else ``n_threads``."""
+    return 1 if n_tasks_ <= 1 else n_threads
+
+
+def _per_row_tasks(n_samples: int, block: int) -> int:
+    """Tasks of the per-row kernels (``16 * block`` rows each)."""
+    return -(-int(n_samples) // (16 * block))
+
+
 @functools.cache
 def _logfact() -> np.ndarray:
     return gammaln(np.arange(_LOGFACT_SIZE, dtype=np.float64) + 1.0)
@@ -231,7 +243,7 @@ def e_step(
     c, A = params.log_linear()
     nk = np.zeros((T, K))
     acc = np.zeros((T, 3))
-    with kernel_threads(n_threads):
+    with kernel_threads(threads_for(T, n_threads)):
         if is_sp:
             data, indices, indptr = csr_arrays(X)
             sxT = np.zeros((T, D, K))
@@ -272,7 +284,7 @@ def row_term_sum(X, sample_weight: np.ndarray, kind: str, n_threads=None) -> flo
     T, rows, block = layout(N, D, 1, is_sp)
     out = np.zeros(T)
     code = _KIND_CODE[kind]
-    with kernel_threads(n_threads):
+    with kernel_threads(threads_for(T, n_threads)):
         if is_sp:
             data, indices, indptr = csr_arrays(X)
             _k.row_terms_sparse(
@@ -301,7 +313,8 @@ def per_row(
     out_label = np.empty(N if labels else 0, dtype=np.int64)
     code = _KIND_CODE[params.kind]
     c, A = params.log_linear()
-    with kernel_threads(n_threads):
+    block = _SPARSE_BLOCK if sparse.issparse(X) else block_rows(D)
+    with kernel_threads(threads_for(_per_row_tasks(N, block), n_threads)):
         if sparse.issparse(X):
             data, indices, indptr = csr_arrays(X)
             _k.per_row_sparse(
@@ -319,7 +332,7 @@ def per_row(
             )
         else:
             _k.per_row_dense(
-                X, code, c, A, _logfact(), block_rows(D), out_lse, out_resp, out_label
+                X, code, c, A, _logfact(), block, out_lse, out_resp, out_label
             )
     return (
         out_lse if log_likelihood else None,
@@ -559,6 +572,7 @@ def _initial_sums(source, kind, K, init_params, rng, n_threads):
         return np.ones(K), source.rows(idx)
     Xs, ws = _kmeans_sample(source, rng)
     Z = _kmeans_rows(Xs, kind)
+    n_threads = threads_for(n_tasks(*Z.shape), n_threads)
     if init_params == "k-means++":
         if sparse.issparse(Z):
             idx = _sparse_kmeans_plusplus(Z, ws, K, rng)

@@ -47,6 +47,7 @@ from .._kernels import student as _k
 from .._layout import block_rows, n_tasks, task_rows
 from .._parallel import kernel_threads
 from . import gaussian as g
+from .discrete import threads_for
 
 _EPS10 = 10 * np.finfo(np.float64).eps
 #: Range of the degrees of freedom.
@@ -191,7 +192,7 @@ def e_step(
     acc = np.zeros((T, 3))
     means = np.ascontiguousarray(params.means)
     dofs = np.ascontiguousarray(params.dofs, dtype=np.float64)
-    with kernel_threads(n_threads):
+    with kernel_threads(threads_for(T, n_threads)):
         _k.estep_student(
             X,
             sample_weight,
@@ -240,14 +241,15 @@ def per_row(
     out_lse = np.empty(N if log_likelihood else 0)
     out_resp = np.empty((N if responsibilities else 0, K))
     out_label = np.empty(N if labels else 0, dtype=np.int64)
-    with kernel_threads(n_threads):
+    block = block_rows(D)
+    with kernel_threads(threads_for(-(-N // (16 * block)), n_threads)):
         _k.per_row_student(
             X,
             log_norm(params),
             np.ascontiguousarray(params.means),
             np.ascontiguousarray(params.precisions_cholesky),
             np.ascontiguousarray(params.dofs, dtype=np.float64),
-            block_rows(D),
+            block,
             out_lse,
             out_resp,
             out_label,
@@ -505,7 +507,7 @@ def initial_params(
         weights_init=weights_init,
         means_init=means_init,
         precisions_init=precisions_init,
-        n_threads=n_threads,
+        n_threads=threads_for(n_tasks(source.n_samples, source.n_features), n_threads),
     )
     return StudentParams(
         gp.weights,
