@@ -17,6 +17,8 @@ from ._layout import block_rows
 
 #: Most float64 elements of a kernel's per-component ``(K, D, block)`` buffer.
 _BUFFER_ELEMENTS = 1 << 15
+#: Rows per chunk of the column-mean pass (bounds its temporaries).
+_CHUNK_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,17 @@ class IncompleteRows:
 
 
 def _pattern_keys(mask: np.ndarray) -> np.ndarray:
-    """One sortable key per row of a boolean mask."""
+    """One sortable key per row of a boolean mask: the packed bits as the
+    smallest native unsigned integer that holds them (up to 64 features;
+    16 or fewer sort by radix), else as raw bytes."""
     packed = np.packbits(mask, axis=1)
     width = packed.shape[1]
-    if width <= 8:
-        padded = np.zeros((packed.shape[0], 8), dtype=np.uint8)
-        padded[:, :width] = packed
-        return padded.view(">u8").ravel()
-    return np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
+    if width > 8:
+        return np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
+    size = 1 if width == 1 else 2 if width == 2 else 4 if width <= 4 else 8
+    padded = np.zeros((packed.shape[0], size), dtype=np.uint8)
+    padded[:, :width] = packed
+    return padded.view(f">u{size}").ravel().astype(f"=u{size}")
 
 
 def group_incomplete(
@@ -91,15 +96,13 @@ def group_incomplete(
             np.empty((0, D), dtype=np.int64),
             np.empty(0, dtype=np.int64),
         )
-    _, first, inverse = np.unique(
-        _pattern_keys(mask), return_index=True, return_inverse=True
-    )
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    counts = np.bincount(inverse)
-    starts = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
-    patterns = mask[first]
+    keys = _pattern_keys(mask)
+    # One stable sort: rows grouped by pattern, original order within.
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    change = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    starts = np.concatenate(([0], change, [keys.shape[0]])).astype(np.int64)
+    patterns = mask[order[starts[:-1]]]
     index = np.argsort(patterns, axis=1, kind="stable").astype(np.int64)
     n_observed = (~patterns).sum(axis=1).astype(np.int64)
     sorted_rows = rows[order].astype(np.int64)
@@ -141,19 +144,29 @@ def column_means(X: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
     ValueError
         If a column has no observed value with positive weight.
     """
-    observed = ~np.isnan(X)
-    w = sample_weight if sample_weight.shape[0] else np.ones(X.shape[0])
-    wo = observed * w[:, None]
-    denom = wo.sum(axis=0)
-    empty = np.flatnonzero(~(denom > 0))
+    D = X.shape[1]
+    sums = np.zeros(D)
+    counts = np.zeros(D)
+    has_w = sample_weight.shape[0] > 0
+    for r0 in range(0, X.shape[0], _CHUNK_ROWS):
+        chunk = X[r0 : r0 + _CHUNK_ROWS]
+        observed = ~np.isnan(chunk)
+        values = np.where(observed, chunk, 0.0).astype(np.float64, copy=False)
+        if has_w:
+            w = sample_weight[r0 : r0 + _CHUNK_ROWS]
+            sums += w @ values
+            counts += w @ observed
+        else:
+            sums += values.sum(axis=0)
+            counts += observed.sum(axis=0)
+    empty = np.flatnonzero(~(counts > 0))
     if empty.size:
         raise ValueError(
             f"X column {int(empty[0])} has no observed value"
-            + (" with positive sample_weight" if sample_weight.shape[0] else "")
+            + (" with positive sample_weight" if has_w else "")
             + f" ({empty.size} such column(s)); it cannot be estimated"
         )
-    sums = np.einsum("ij,ij->j", np.where(observed, X, 0.0), wo, dtype=np.float64)
-    return sums / denom
+    return sums / counts
 
 
 def fill_with(X: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -484,3 +484,55 @@ def test_complete_path_untouched_by_split():
     a = GaussianEM("diag", 1e-6).e_step(ArraySource(X, np.empty(0)), params)
     b = kernels.gaussian_stats(X, params)
     np.testing.assert_array_equal(a.sum_xx, b.sum_xx)
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_empty_component_is_reseeded_with_missing_values(cov):
+    """A component that gets no responsibility is re-seeded at the
+    worst-explained row (scored on its observed values) as without NaN."""
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.randn(100, 3) - 3, rng.randn(100, 3) + 3])
+    Xm = remove(X, "random", seed=1)
+    model = fastem.GaussianMixture(
+        3,
+        covariance_type=cov,
+        means_init=[[-3, -3, -3], [3, 3, 3], [1e4, 1e4, 1e4]],
+        max_iter=20,
+        random_state=0,
+    )
+    with pytest.warns(fastem.DegenerateComponentWarning):
+        model.fit(Xm)
+    assert np.all(model.weights_ > 0.01)
+    assert np.abs(model.means_).max() < 10
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.isfinite(getattr(model, name)).all()
+
+
+@pytest.mark.parametrize("d", [3, 12, 20, 40, 70])
+def test_rows_grouped_by_pattern(d):
+    """Every incomplete row once, grouped by its exact NaN pattern, original
+    order kept within a pattern; the index lists observed then missing."""
+    from fastem._patterns import split_rows
+
+    rng = np.random.RandomState(d)
+    X = rng.randn(400, d)
+    X[rng.rand(400, d) < 0.3 / d * 3] = np.nan
+    X[5] = np.nan
+    X[5, 0] = 1.0
+    complete, inc = split_rows(X, np.empty(0))
+    nan = np.isnan(X)
+    np.testing.assert_array_equal(complete, np.flatnonzero(~nan.any(axis=1)))
+    assert sorted(inc.rows) == list(np.flatnonzero(nan.any(axis=1)))
+    np.testing.assert_array_equal(inc.X, X[inc.rows])
+    seen = set()
+    for p in range(inc.n_patterns):
+        rows = inc.rows[inc.starts[p] : inc.starts[p + 1]]
+        assert len(rows) and np.all(np.diff(rows) > 0)
+        key = nan[rows[0]].tobytes()
+        assert key not in seen
+        seen.add(key)
+        assert all(nan[r].tobytes() == key for r in rows)
+        o = inc.n_observed[p]
+        obs, mis = inc.index[p, :o], inc.index[p, o:]
+        np.testing.assert_array_equal(obs, np.flatnonzero(~nan[rows[0]]))
+        np.testing.assert_array_equal(mis, np.flatnonzero(nan[rows[0]]))

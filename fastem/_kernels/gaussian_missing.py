@@ -125,12 +125,28 @@ def _conditional_gain(P, idx, o, Lw, G, v):
 
 @njit(**SERIAL)
 def _chol_inverse(Lw, invd, m, C):
-    """``C[:m, :m] = (Lw Lw^T)^{-1}`` (``invd``: reciprocal diagonal of Lw)."""
-    for q in range(m):
-        for j in range(m):
-            C[q, j] = 0.0
-        C[q, q] = 1.0
-    _chol_solve_rows(Lw, invd, m, C, m)
+    """``C[:m, :m] = (Lw Lw^T)^{-1}`` (``invd``: reciprocal diagonal of Lw),
+    as ``W^T W`` with ``W = Lw^{-1}`` (lower triangular) written into the
+    upper triangle of ``C`` first."""
+    # W[i, j] (i >= j) stored at C[j, i].
+    for j in range(m):
+        C[j, j] = invd[j]
+        for i in range(j + 1, m):
+            acc = 0.0
+            for q in range(j, i):
+                acc += Lw[i, q] * C[j, q]
+            C[j, i] = -acc * invd[i]
+    # C[i, j] (i >= j) = sum_{q >= i} W[q, i] W[q, j]; fill the lower
+    # triangle, then mirror it.
+    for i in range(m):
+        for j in range(i + 1):
+            acc = 0.0
+            for q in range(i, m):
+                acc += C[i, q] * C[j, q]
+            C[i, j] = acc
+    for i in range(m):
+        for j in range(i + 1, m):
+            C[i, j] = C[j, i]
 
 
 @njit(**SERIAL)

@@ -14,7 +14,7 @@ missing at random.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -108,41 +108,6 @@ def e_step(
         sum_xx,
         shift.copy(),
         *(float(v) for v in acc.sum(axis=0)),
-    )
-
-
-def reshift(stats: g.GaussianStats, shift: np.ndarray) -> g.GaussianStats:
-    """The same statistics around another shift (``x - s' = (x - s) + (s - s')``).
-
-    The complete-data kernels accumulate around the means rounded to the
-    dtype of ``X`` (float32 data); the missing-value kernels around the
-    float64 means.  Moving one set to the other's shift makes them addable;
-    with equal shifts the statistics are returned unchanged.
-    """
-    if np.array_equal(stats.shift, shift):
-        return stats
-    delta = stats.shift - shift
-    nk, sx = stats.nk, stats.sum_x
-    if stats.covariance_type == "full":
-        cross = np.einsum("ki,kj->kij", sx, delta)
-        sum_xx = (
-            stats.sum_xx
-            + cross
-            + np.swapaxes(cross, 1, 2)
-            + np.einsum("k,ki,kj->kij", nk, delta, delta)
-        )
-    elif stats.covariance_type == "tied":
-        # Total scatter with row weights: its first moment is sum_k sum_x[k].
-        d, first = delta[0], sx.sum(axis=0)
-        cross = np.outer(first, d)
-        sum_xx = stats.sum_xx + cross + cross.T + stats.total_weight * np.outer(d, d)
-    else:
-        sum_xx = stats.sum_xx + 2.0 * delta * sx + nk[:, None] * delta**2
-    return replace(
-        stats,
-        sum_x=sx + nk[:, None] * delta,
-        sum_xx=sum_xx,
-        shift=np.array(shift, dtype=np.float64),
     )
 
 
@@ -410,7 +375,9 @@ class GaussianMissingEM(GaussianEM):
             )
         if source.incomplete.n_samples:
             extra = e_step(source.incomplete, params, self.n_threads)
-            stats = extra if stats is None else stats + reshift(extra, stats.shift)
+            # GaussianStats.__add__ re-expresses ``extra`` around the complete
+            # rows' shift (the float32 kernels shift by float32-rounded means).
+            stats = extra if stats is None else stats + extra
         return stats
 
     def _worst_rows(self, source: MissingArraySource, params, count):
@@ -465,7 +432,6 @@ __all__ = [
     "group_incomplete",
     "impute",
     "per_row",
-    "reshift",
     "rows_outputs",
     "sample_missing",
 ]
