@@ -41,6 +41,7 @@ __all__ = [
     "gaussian_mstep",
     "gaussian_per_row",
     "gaussian_stats",
+    "gaussian_stats_missing",
     "make_gaussian_params",
 ]
 
@@ -114,6 +115,51 @@ def gaussian_stats(
     """
     X, sw = _checked(X, params, sample_weight)
     return e_step(X, sw, params, n_threads)
+
+
+def gaussian_stats_missing(
+    X, params: GaussianParams, sample_weight=None, *, n_threads: int | None = None
+) -> GaussianStats:
+    """E-step for rows with missing values (NaN): additive statistics.
+
+    Each row contributes the likelihood of its observed values; its missing
+    values contribute their conditional expectations given the observed ones
+    (and the conditional covariances to the second moments), so the
+    statistics add to those of :func:`gaussian_stats` on other chunks and
+    :func:`gaussian_mstep` gives the exact EM update for data missing at
+    random.  Without NaN the result is exactly :func:`gaussian_stats`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Rows with NaN marking missing values (infinite values and rows with
+        every value missing are rejected).
+    params : GaussianParams
+    sample_weight : array-like of shape (n_samples,), optional
+    n_threads : int, optional
+        Kernel threads; the result does not depend on it.
+
+    Returns
+    -------
+    stats : GaussianStats
+
+    Notes
+    -----
+    Each call groups the incomplete rows by missingness pattern (a sort);
+    a loop over the same data could group once, as
+    :class:`fastem.GaussianMixture` does.
+    """
+    if not isinstance(params, GaussianParams):
+        raise TypeError("params must be a GaussianParams (see make_gaussian_params)")
+    X = check_data(X, "X", n_features=params.n_features, allow_nan=True)
+    sw = (
+        np.empty(0)
+        if sample_weight is None
+        else check_sample_weight(sample_weight, X.shape[0])
+    )
+    from .families import gaussian_missing
+
+    return gaussian_missing.stats(X, sw, params, n_threads)
 
 
 def gaussian_mstep(

@@ -536,3 +536,30 @@ def test_rows_grouped_by_pattern(d):
         obs, mis = inc.index[p, :o], inc.index[p, o:]
         np.testing.assert_array_equal(obs, np.flatnonzero(~nan[rows[0]]))
         np.testing.assert_array_equal(mis, np.flatnonzero(nan[rows[0]]))
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_low_level_missing_stats_chunked_loop(cov):
+    """kernels.gaussian_stats_missing: exactly gaussian_stats without NaN;
+    summed over chunks, an EM loop reproduces GaussianMixture.fit."""
+    X, truth = mixture_data(240, 3, 2, seed=25)
+    init, prec = init_params(truth, cov, seed=5)
+    params = kernels.make_gaussian_params(*init, cov)
+    a = kernels.gaussian_stats_missing(X, params)
+    b = kernels.gaussian_stats(X, params)
+    np.testing.assert_array_equal(a.sum_xx, b.sum_xx)
+    assert a.log_likelihood == b.log_likelihood
+    Xm = remove(X, "random", seed=6)
+    sw = np.random.RandomState(2).uniform(0.5, 2.0, len(X))
+    for _ in range(5):
+        parts = [
+            kernels.gaussian_stats_missing(Xm[i : i + 80], params, sw[i : i + 80])
+            for i in range(0, len(X), 80)
+        ]
+        stats = parts[0] + parts[1] + parts[2]
+        params, _ = kernels.gaussian_mstep(stats)
+    model = fit(Xm, cov, init, prec, 5, sample_weight=sw)
+    np.testing.assert_allclose(params.means, model.means_, rtol=1e-12)
+    np.testing.assert_allclose(params.covariances, model.covariances_, rtol=1e-11)
+    with pytest.raises(ValueError, match="X row 0"):
+        kernels.gaussian_stats_missing(np.full((2, 3), np.nan), params)

@@ -239,6 +239,32 @@ def per_row(
     return tuple(full[name] if flag else None for name, flag in want.items())
 
 
+def stats(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    params: g.GaussianParams,
+    n_threads: int | None = None,
+) -> g.GaussianStats:
+    """Statistics of validated rows that may hold NaN: complete rows through
+    the complete-data kernel (without NaN: exactly
+    :func:`fastem.families.gaussian.e_step`), the others grouped by pattern
+    through the missing-value kernels."""
+    complete, inc = split_rows(X, sample_weight)
+    if inc.n_samples == 0:
+        return g.e_step(X, sample_weight, params, n_threads)
+    out = e_step(inc, params, n_threads)
+    if complete.shape[0]:
+        w = sample_weight[complete] if sample_weight.shape[0] else sample_weight
+        part = g.e_step(
+            np.ascontiguousarray(X[complete]),
+            np.ascontiguousarray(w),
+            params,
+            n_threads,
+        )
+        out = part + out
+    return out
+
+
 def impute(
     X: np.ndarray, params: g.GaussianParams, n_threads: int | None = None
 ) -> np.ndarray:
@@ -434,4 +460,5 @@ __all__ = [
     "per_row",
     "rows_outputs",
     "sample_missing",
+    "stats",
 ]
