@@ -63,7 +63,7 @@ def lloyd_step(X, sw, centers, task_rows, sums, counts, inertia, labels, dist):
     for t in prange(counts.shape[0]):
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             best = 0
-            best_d = _sq_dist(X, i, centers, 0)
+            best_d = _sq_dist(X, i, centers, best)
             for k in range(1, K):
                 d = _sq_dist(X, i, centers, k)
                 if d < best_d:

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import linalg
 
 from .._kernels import gaussian as _k
+from .._kernels import linalg as _linalg
 from .._layout import block_rows, n_tasks, task_rows
 from .._parallel import kernel_threads
 
@@ -58,7 +59,7 @@ class GaussianParams:
         if self.covariance_type == "full":
             return np.einsum("kij,klj->kil", pc, pc)
         if self.covariance_type == "tied":
-            return pc @ pc.T
+            return np.einsum("ij,kj->ik", pc, pc)
         return pc**2
 
 
@@ -157,10 +158,14 @@ class GaussianStats:
 # ---------------------------------------------------------------------------
 
 
-def _inverse_cholesky(cov: np.ndarray) -> np.ndarray:
-    """Upper-triangular ``U`` with ``U U^T = cov^{-1}`` (LinAlgError if not PD)."""
-    chol = linalg.cholesky(cov, lower=True)
-    return linalg.solve_triangular(chol, np.eye(cov.shape[0]), lower=True).T
+def _inverse_cholesky_batch(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-triangular ``U_k`` with ``U_k U_k^T = cov_k^{-1}`` and a flag per
+    matrix telling whether ``cov_k`` was positive definite (numba, no BLAS)."""
+    covs = np.ascontiguousarray(covariances, dtype=np.float64)
+    out = np.empty_like(covs)
+    ok = np.empty(covs.shape[0], dtype=np.bool_)
+    _linalg.precision_cholesky_batch(covs, out, ok)
+    return out, ok
 
 
 def precisions_cholesky_from_covariances(
@@ -168,24 +173,17 @@ def precisions_cholesky_from_covariances(
 ) -> tuple[np.ndarray, list[int]]:
     """Cholesky factors of the precisions, and the components whose covariance
     is not positive definite (their factor is left as the identity)."""
-    bad: list[int] = []
     if covariance_type == "full":
-        out = np.empty_like(covariances)
-        for k, cov in enumerate(covariances):
-            try:
-                out[k] = _inverse_cholesky(cov)
-            except linalg.LinAlgError:
-                out[k] = np.eye(cov.shape[0])
-                bad.append(k)
-        return out, bad
+        out, ok = _inverse_cholesky_batch(covariances)
+        return out, [int(k) for k in np.flatnonzero(~ok)]
     if covariance_type == "tied":
-        try:
-            return _inverse_cholesky(covariances), bad
-        except linalg.LinAlgError:
+        out, ok = _inverse_cholesky_batch(covariances[None])
+        if not ok[0]:
             raise SingularCovarianceError(
                 "The tied covariance is not positive definite (collapsed or "
                 "constant data); increase reg_covar."
-            ) from None
+            )
+        return out[0], []
     positive = covariances > 0
     if covariance_type == "diag":
         bad = [int(k) for k in np.flatnonzero(~positive.all(axis=1))]
@@ -255,8 +253,8 @@ _SQRT_HALF = math.sqrt(0.5)
 
 def _tied_terms(params: GaussianParams) -> tuple[np.ndarray, np.ndarray]:
     """Mixture mean ``c`` and ``(mu_k - c) U`` (float64) for tied covariances."""
-    center = params.weights @ params.means
-    shifted = (params.means - center) @ params.precisions_cholesky
+    center = np.einsum("k,kd->d", params.weights, params.means)
+    shifted = np.einsum("ki,ij->kj", params.means - center, params.precisions_cholesky)
     return np.ascontiguousarray(center), np.ascontiguousarray(shifted)
 
 
@@ -282,7 +280,7 @@ class _KernelArgs:
 def _kernel_args(params: GaussianParams, dtype, log_norm=None) -> _KernelArgs:
     if log_norm is None:
         log_norm = _log_norm(params)
-    center = np.asarray(params.weights @ params.means, dtype=dtype)
+    center = np.asarray(np.einsum("k,kd->d", params.weights, params.means), dtype=dtype)
     centered = params.means - center.astype(np.float64)
     prec = params.precisions_cholesky * _SQRT_HALF
 
@@ -291,7 +289,7 @@ def _kernel_args(params: GaussianParams, dtype, log_norm=None) -> _KernelArgs:
 
     means = cast(centered)
     if params.covariance_type == "tied":
-        shifted = cast(centered @ prec)
+        shifted = cast(np.einsum("ki,ij->kj", centered, prec))
         shift = np.broadcast_to(center.astype(np.float64), centered.shape).copy()
     else:
         shifted = np.zeros_like(means)
