@@ -114,9 +114,12 @@ def group_incomplete(
 
 
 def split_rows(
-    X: np.ndarray, sample_weight: np.ndarray
+    X: np.ndarray, sample_weight: np.ndarray, *, group: bool = True
 ) -> tuple[np.ndarray, IncompleteRows]:
-    """Indices of the complete rows of ``X``, and the incomplete rows grouped.
+    """Indices of the complete rows of ``X``, and the incomplete rows grouped
+    by pattern (with ``group=False``: in their original order, as one run
+    whose ``index``/``n_observed`` are not filled in, for kernels that need
+    no grouping).
 
     ``X`` is validated (NaN allowed); it is not modified.
     """
@@ -124,7 +127,18 @@ def split_rows(
     incomplete = nan.any(axis=1)
     inc_rows = np.flatnonzero(incomplete)
     complete = np.flatnonzero(~incomplete)
-    return complete, group_incomplete(X, sample_weight, inc_rows, nan[inc_rows])
+    if group:
+        return complete, group_incomplete(X, sample_weight, inc_rows, nan[inc_rows])
+    D = X.shape[1]
+    sw = sample_weight[inc_rows] if sample_weight.shape[0] else np.empty(0)
+    return complete, IncompleteRows(
+        np.ascontiguousarray(X[inc_rows], dtype=np.float64),
+        np.ascontiguousarray(sw),
+        inc_rows.astype(np.int64),
+        np.array([0, inc_rows.shape[0]], dtype=np.int64),
+        np.zeros((0, D), dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+    )
 
 
 def missing_block_rows(n_features: int, n_components: int) -> int:

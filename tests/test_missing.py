@@ -449,7 +449,9 @@ def test_missing_kernels_compile_once_per_dtype():
         km.estep_missing_full,
         km.estep_missing_tied,
         km.estep_missing_diag,
-        km.rows_missing,
+        km.rows_missing_full,
+        km.rows_missing_tied,
+        km.rows_missing_diag,
     ):
         assert len(kernel.signatures) == 1, (kernel, kernel.signatures)
 

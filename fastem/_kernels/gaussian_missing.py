@@ -806,9 +806,224 @@ def estep_missing_diag(
 # ---------------------------------------------------------------------------
 
 
-@njit(**PARALLEL)
-def rows_missing(
+@njit(**SERIAL)
+def _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label):
+    """``log p(x_O)``, posteriors and labels of block rows ``r0:r0+nb`` into
+    whichever outputs have rows (unit weights: ``resp`` holds the posteriors
+    and ``total[b] = 1 / sum_k exp(L[k, b] - rowmax[b])``)."""
+    K = L.shape[0]
+    if out_lse.shape[0] > 0:
+        for b in range(nb):
+            out_lse[r0 + b] = rowmax[b] - math.log(total[b])
+    if out_resp.shape[0] > 0:
+        for b in range(nb):
+            for k in range(K):
+                out_resp[r0 + b, k] = resp[k, b]
+    if out_label.shape[0] > 0:
+        for b in range(nb):
+            best = 0
+            for k in range(1, K):
+                if L[k, b] > L[best, b]:
+                    best = k
+            out_label[r0 + b] = best
+
+
+@njit(**SERIAL)
+def _emit_completion(
     cov_code,
+    row,
+    b,
+    idx,
+    o,
+    xt,
+    resp,
+    cm,
+    prec,
+    pc_diag,
+    Lw,
+    v,
+    out_fill,
+    u,
+    z,
+    out_draws,
+):
+    """Imputation and draws of sorted row ``row`` (block column ``b``), with
+    ``cm[k, q]`` the conditional mean of missing feature ``idx[o + q]`` under
+    component ``k``.
+
+    ``out_fill[row]``: the row with each missing value replaced by
+    ``sum_k p(k | x_O) cm[k, q]``.  ``out_draws[s, row]``: component ``kk`` is
+    the first whose cumulative posterior exceeds ``u[s, row]``, and the
+    missing values are ``cm[kk] + R z[s, row, M]`` with ``R R^T`` the
+    conditional covariance: ``Lw^{-T}`` with ``Lw`` the Cholesky factor of
+    ``Lambda_MM`` (``cov_code`` 0: computed here from ``prec[kk]``; 1: ``Lw``
+    as given, shared by the components), or ``1 / pc_diag[kk]``
+    (``cov_code`` 2).
+    """
+    D = xt.shape[0]
+    K = resp.shape[0]
+    m = D - o
+    if out_fill.shape[0] > 0:
+        for i in range(o):
+            a = idx[i]
+            out_fill[row, a] = xt[a, b]
+        for q in range(m):
+            acc_q = 0.0
+            for k in range(K):
+                acc_q += resp[k, b] * cm[k, q]
+            out_fill[row, idx[o + q]] = acc_q
+    n_draws = out_draws.shape[0]
+    if n_draws == 0 or out_draws.shape[1] == 0:
+        return
+    for sd in range(n_draws):
+        target = u[sd, row]
+        kk = -1
+        cum = 0.0
+        for k in range(K):
+            if resp[k, b] > 0.0:
+                kk = k
+                cum += resp[k, b]
+                if cum > target:
+                    break
+        for i in range(o):
+            a = idx[i]
+            out_draws[sd, row, a] = xt[a, b]
+        if cov_code == 2:
+            for q in range(m):
+                a = idx[o + q]
+                out_draws[sd, row, a] = cm[kk, q] + z[sd, row, a] / pc_diag[kk, a]
+            continue
+        if cov_code == 0:
+            _chol_missing(prec[kk], idx, o, Lw, v)
+        # v = Lw^{-T} z_M has covariance (Lw Lw^T)^{-1} = Lambda_MM^{-1}.
+        for q in range(m - 1, -1, -1):
+            sq = z[sd, row, idx[o + q]]
+            for j in range(q + 1, m):
+                sq -= Lw[j, q] * v[j]
+            v[q] = sq / Lw[q, q]
+        for q in range(m):
+            out_draws[sd, row, idx[o + q]] = cm[kk, q] + v[q]
+
+
+@njit(**PARALLEL)
+def rows_missing_full(
+    Xm,
+    starts,
+    index,
+    n_obs,
+    log_norm,
+    means,
+    prec_chol,
+    prec,
+    task_rows,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    out_fill,
+    u,
+    z,
+    out_draws,
+):
+    """Per-row outputs for full covariances; rows in ``Xm`` order.
+
+    Fills whichever of ``out_lse`` (``log p(x_O)``), ``out_resp``
+    (``p(k | x_O)``), ``out_label`` (``argmax_k p(x_O, k)``), ``out_fill``
+    (the row with each missing value replaced by
+    ``sum_k p(k | x_O) E[x_M | x_O, k]``) and ``out_draws`` (``(n_draws, n,
+    D)``: missing values drawn from ``p(x_M | x_O)`` with the uniforms ``u``
+    and standard normals ``z``, see :func:`_emit_completion`) have rows; pass
+    length-0 arrays for the others.  Blocks span patterns as in
+    :func:`estep_missing_full`.
+    """
+    n, D = Xm.shape
+    K = means.shape[0]
+    n_tasks = (n + task_rows - 1) // task_rows
+    no_w = np.empty(0)
+    pc_diag = np.empty((0, 0))
+    want_cm = out_fill.shape[0] > 0 or (
+        out_draws.shape[0] > 0 and out_draws.shape[1] > 0
+    )
+    for t in prange(n_tasks):
+        xt = np.empty((D, block))
+        dk = np.empty((K, D, block))
+        y = np.empty(block)
+        q = np.empty(block)
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        seg_p = np.empty(block, dtype=np.int64)
+        seg_lo = np.empty(block + 1, dtype=np.int64)
+        Lw = np.empty((D, D))
+        G = np.empty((K, D, D))
+        v = np.empty(D)
+        lnpc = np.empty(K)
+        cached = np.full(K, -1, dtype=np.int64)
+        cm = np.empty((K, D))
+        acc = np.zeros(3)
+        r_begin = t * task_rows
+        r_end = min(n, r_begin + task_rows)
+        for r0 in range(r_begin, r_end, block):
+            nb = min(block, r_end - r0)
+            _load_block(Xm, r0, nb, xt)
+            ns = _segments(starts, r0, nb, seg_p, seg_lo)
+            for k in range(K):
+                d = dk[k]
+                row = L[k]
+                for s in range(ns):
+                    p = seg_p[s]
+                    idx = index[p]
+                    o = n_obs[p]
+                    if cached[k] != p:
+                        ld = _conditional_gain(prec[k], idx, o, Lw, G[k], v)
+                        lnpc[k] = log_norm[k] + 0.5 * (D - o) * _LOG_2PI - ld
+                        cached[k] = p
+                    _fill_cols(xt, seg_lo[s], seg_lo[s + 1], idx, o, means[k], G[k], d)
+                    c = lnpc[k]
+                    for b in range(seg_lo[s], seg_lo[s + 1]):
+                        row[b] = c
+                for b in range(nb):
+                    q[b] = 0.0
+                upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
+                for b in range(nb):
+                    row[b] -= 0.5 * q[b]
+            _responsibilities(L, nb, no_w, 0, rowmax, total, bits, resp, acc)
+            _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
+            if not want_cm:
+                continue
+            for s in range(ns):
+                p = seg_p[s]
+                idx = index[p]
+                o = n_obs[p]
+                for b in range(seg_lo[s], seg_lo[s + 1]):
+                    for k in range(K):
+                        for qq in range(D - o):
+                            a = idx[o + qq]
+                            cm[k, qq] = means[k, a] + dk[k, a, b]
+                    _emit_completion(
+                        0,
+                        r0 + b,
+                        b,
+                        idx,
+                        o,
+                        xt,
+                        resp,
+                        cm,
+                        prec,
+                        pc_diag,
+                        Lw,
+                        v,
+                        out_fill,
+                        u,
+                        z,
+                        out_draws,
+                    )
+
+
+@njit(**PARALLEL)
+def rows_missing_tied(
     Xm,
     starts,
     index,
@@ -828,37 +1043,20 @@ def rows_missing(
     z,
     out_draws,
 ):
-    """Fill whichever outputs have ``n`` rows (pass length-0 arrays for the
-    others); rows are in ``Xm`` order.
-
-    ``cov_code`` 0 full, 1 tied, 2 diag/spherical.  ``prec_chol`` is 3-d:
-    ``(K, D, D)`` full, ``(1, D, D)`` tied, ``(1, K, D)`` diag/spherical;
-    ``prec`` holds the matching precisions (``(K, D, D)`` or ``(1, D, D)``;
-    any 3-d array for diag).
-
-    * ``out_lse[i] = log p(x_O)``, ``out_resp[i, k] = p(k | x_O)``,
-      ``out_label[i] = argmax_k p(x_O, k)``;
-    * ``out_fill[i]``: the row with each missing value replaced by
-      ``sum_k p(k | x_O) E[x_M | x_O, k]``;
-    * ``out_draws[s, i]``: the row with its missing values drawn from
-      ``p(x_M | x_O)``: component ``k`` is the first whose cumulative posterior
-      exceeds ``u[s, i]``, then ``x_M = E[x_M | x_O, k] + R_k z[s, i, M]`` with
-      ``R_k R_k^T`` the conditional covariance.
-    """
+    """Per-row outputs for a tied covariance (see :func:`rows_missing_full`);
+    the factors are shared by the components and computed once per run of
+    equal pattern."""
     n, D = Xm.shape
     K = means.shape[0]
     n_tasks = (n + task_rows - 1) // task_rows
-    want_lse = out_lse.shape[0] > 0
-    want_resp = out_resp.shape[0] > 0
-    want_label = out_label.shape[0] > 0
-    want_fill = out_fill.shape[0] > 0
-    n_draws = out_draws.shape[0]
-    want_draws = n_draws > 0 and out_draws.shape[1] > 0
     no_w = np.empty(0)
+    no_prec = np.empty((0, 0, 0))
+    pc_diag = np.empty((0, 0))
+    want_cm = out_fill.shape[0] > 0 or (
+        out_draws.shape[0] > 0 and out_draws.shape[1] > 0
+    )
     for t in prange(n_tasks):
         xt = np.empty((D, block))
-        dk = np.empty((K, D, block))
-        y = np.empty(block)
         xc = np.empty((D, block))
         uu = np.empty((D, block))
         e = np.empty((D, block))
@@ -867,10 +1065,9 @@ def rows_missing(
         rowmax = np.empty(block)
         total = np.empty(block)
         bits = np.empty(block, dtype=np.int64)
-        nf = K if cov_code == 0 else 1
-        Lw = np.empty((nf, D, D))
-        G = np.empty((nf, D, D))
-        C = np.empty((nf, D, D))
+        Lw = np.empty((D, D))
+        G = np.empty((D, D))
+        C = np.empty((D, D))
         A = np.empty((D, D))
         s_k = np.empty((K, D))
         h = np.empty((K, D))
@@ -886,103 +1083,159 @@ def rows_missing(
             idx = index[p]
             o = n_obs[p]
             m = D - o
-            if cov_code == 0:
-                _factors_full(prec, log_norm, idx, o, Lw, G, C, v, lnp)
-            elif cov_code == 1:
-                _factors_tied(
-                    prec[0],
-                    prec_chol[0],
-                    means,
-                    center,
-                    log_norm,
-                    idx,
-                    o,
-                    Lw[0],
-                    G[0],
-                    C[0],
-                    v,
-                    A,
-                    s_k,
-                    h,
-                    lnp,
-                )
-            else:
-                _factors_diag(prec_chol[0], log_norm, idx, o, lnp)
+            _factors_tied(
+                prec,
+                prec_chol,
+                means,
+                center,
+                log_norm,
+                idx,
+                o,
+                Lw,
+                G,
+                C,
+                v,
+                A,
+                s_k,
+                h,
+                lnp,
+            )
             for r0 in range(r, e_run, block):
                 nb = min(block, e_run - r0)
                 _load_block(Xm, r0, nb, xt)
-                if cov_code == 0:
-                    _block_full(xt, nb, idx, o, means, prec_chol, G, lnp, dk, y, L)
-                elif cov_code == 1:
-                    _block_tied(xt, nb, idx, o, center, A, s_k, G[0], lnp, xc, uu, e, L)
-                else:
-                    _block_diag(xt, nb, idx, o, means, prec_chol[0], lnp, L)
+                _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, uu, e, L)
                 _responsibilities(L, nb, no_w, 0, rowmax, total, bits, resp, acc)
+                _emit_block(
+                    r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label
+                )
+                if not want_cm:
+                    continue
                 for b in range(nb):
-                    row = r0 + b
-                    if want_lse:
-                        out_lse[row] = rowmax[b] - math.log(total[b])
-                    if want_resp:
-                        for k in range(K):
-                            out_resp[row, k] = resp[k, b]
-                    if want_label:
-                        best = 0
-                        for k in range(1, K):
-                            if L[k, b] > L[best, b]:
-                                best = k
-                        out_label[row] = best
-                    if not (want_fill or want_draws):
-                        continue
-                    # Conditional means of the missing features per component.
                     for k in range(K):
-                        for q in range(m):
-                            a = idx[o + q]
-                            if cov_code == 0:
-                                cm[k, q] = means[k, a] + dk[k, a, b]
-                            elif cov_code == 1:
-                                cm[k, q] = center[a] + e[q, b] + h[k, q]
-                            else:
-                                cm[k, q] = means[k, a]
-                    if want_fill:
-                        for i in range(o):
-                            a = idx[i]
-                            out_fill[row, a] = xt[a, b]
-                        for q in range(m):
-                            acc_q = 0.0
-                            for k in range(K):
-                                acc_q += resp[k, b] * cm[k, q]
-                            out_fill[row, idx[o + q]] = acc_q
-                    if want_draws:
-                        for sd in range(n_draws):
-                            target = u[sd, row]
-                            kk = -1
-                            cum = 0.0
-                            for k in range(K):
-                                if resp[k, b] > 0.0:
-                                    kk = k
-                                    cum += resp[k, b]
-                                    if cum > target:
-                                        break
-                            for i in range(o):
-                                a = idx[i]
-                                out_draws[sd, row, a] = xt[a, b]
-                            if cov_code == 2:
-                                pcd = prec_chol[0]
-                                for q in range(m):
-                                    a = idx[o + q]
-                                    out_draws[sd, row, a] = (
-                                        cm[kk, q] + z[sd, row, a] / pcd[kk, a]
-                                    )
-                            else:
-                                f = kk if cov_code == 0 else 0
-                                Lk = Lw[f]
-                                # v = Lk^{-T} z_M has covariance (Lk Lk^T)^{-1}.
-                                for q in range(m - 1, -1, -1):
-                                    sq = z[sd, row, idx[o + q]]
-                                    for j in range(q + 1, m):
-                                        sq -= Lk[j, q] * v[j]
-                                    v[q] = sq / Lk[q, q]
-                                for q in range(m):
-                                    out_draws[sd, row, idx[o + q]] = cm[kk, q] + v[q]
+                        for qq in range(m):
+                            cm[k, qq] = center[idx[o + qq]] + e[qq, b] + h[k, qq]
+                    _emit_completion(
+                        1,
+                        r0 + b,
+                        b,
+                        idx,
+                        o,
+                        xt,
+                        resp,
+                        cm,
+                        no_prec,
+                        pc_diag,
+                        Lw,
+                        v,
+                        out_fill,
+                        u,
+                        z,
+                        out_draws,
+                    )
             r = e_run
             p += 1
+
+
+@njit(**PARALLEL)
+def rows_missing_diag(
+    Xm,
+    log_norm,
+    means,
+    prec_chol,
+    task_rows,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    out_fill,
+    u,
+    z,
+    out_draws,
+):
+    """Per-row outputs for diagonal (and spherical, ``prec_chol`` broadcast
+    to ``(K, D)``) covariances (see :func:`rows_missing_full`).  Needs no
+    grouping by pattern: the rows of ``Xm`` may come in any order."""
+    n, D = Xm.shape
+    K = means.shape[0]
+    n_tasks = (n + task_rows - 1) // task_rows
+    no_w = np.empty(0)
+    no_prec = np.empty((0, 0, 0))
+    log_2pi_half = 0.5 * _LOG_2PI
+    want_cm = out_fill.shape[0] > 0 or (
+        out_draws.shape[0] > 0 and out_draws.shape[1] > 0
+    )
+    for t in prange(n_tasks):
+        xt = np.empty((D, block))
+        om = np.empty((D, block))
+        L = np.empty((K, block))
+        resp = np.empty((K, block))
+        rowmax = np.empty(block)
+        total = np.empty(block)
+        bits = np.empty(block, dtype=np.int64)
+        idx = np.empty(D, dtype=np.int64)
+        Lw = np.empty((0, 0))
+        v = np.empty(0)
+        cm = np.empty((K, D))
+        acc = np.zeros(3)
+        r_begin = t * task_rows
+        r_end = min(n, r_begin + task_rows)
+        for r0 in range(r_begin, r_end, block):
+            nb = min(block, r_end - r0)
+            for b in range(nb):
+                for a in range(D):
+                    x = Xm[r0 + b, a]
+                    if x != x:
+                        xt[a, b] = 0.0
+                        om[a, b] = 0.0
+                    else:
+                        xt[a, b] = x
+                        om[a, b] = 1.0
+            for k in range(K):
+                row = L[k]
+                c0 = log_norm[k]
+                for b in range(nb):
+                    row[b] = c0
+                for a in range(D):
+                    mu = means[k, a]
+                    pc = prec_chol[k, a]
+                    cmiss = log_2pi_half - math.log(pc)
+                    for b in range(nb):
+                        zz = (xt[a, b] - mu) * pc
+                        w = om[a, b]
+                        row[b] += w * (-0.5 * zz * zz) + (1.0 - w) * cmiss
+            _responsibilities(L, nb, no_w, 0, rowmax, total, bits, resp, acc)
+            _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
+            if not want_cm:
+                continue
+            for b in range(nb):
+                o = 0
+                for a in range(D):
+                    if om[a, b] != 0.0:
+                        idx[o] = a
+                        o += 1
+                j = o
+                for a in range(D):
+                    if om[a, b] == 0.0:
+                        idx[j] = a
+                        j += 1
+                for k in range(K):
+                    for qq in range(D - o):
+                        cm[k, qq] = means[k, idx[o + qq]]
+                _emit_completion(
+                    2,
+                    r0 + b,
+                    b,
+                    idx,
+                    o,
+                    xt,
+                    resp,
+                    cm,
+                    no_prec,
+                    prec_chol,
+                    Lw,
+                    v,
+                    out_fill,
+                    u,
+                    z,
+                    out_draws,
+                )

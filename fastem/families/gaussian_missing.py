@@ -111,9 +111,6 @@ def e_step(
     )
 
 
-_COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 2}
-
-
 def rows_outputs(
     inc: IncompleteRows,
     params: g.GaussianParams,
@@ -130,7 +127,9 @@ def rows_outputs(
     ``draws = (u, z)`` with ``u`` uniform ``(n_draws, n)`` and ``z`` standard
     normal ``(n_draws, n, D)`` asks for posterior draws of the missing values.
     Returns a dict with the keys asked for: ``log_likelihood``,
-    ``responsibilities``, ``labels``, ``fill``, ``draws``.
+    ``responsibilities``, ``labels``, ``fill``, ``draws``.  ``full`` and
+    ``tied`` need ``inc`` grouped by pattern; ``diag`` and ``spherical`` do
+    not.
     """
     n, D = inc.X.shape
     K = params.n_components
@@ -138,57 +137,77 @@ def rows_outputs(
     _, rows, _ = _tasks(inc)
     block = missing_block_rows(D, K)
     pc, prec = _prec_arrays(params)
-    if cov == "full":
-        pc3, prec3 = pc, prec
-    elif cov == "tied":
-        pc3, prec3 = pc[None], prec[None]
-    else:
-        pc3, prec3 = pc[None], np.empty((1, 0, 0))
-    center = g._tied_terms(params)[0] if cov == "tied" else np.zeros(D)
-    out_lse = np.empty(n if log_likelihood else 0)
-    out_resp = np.empty((n if responsibilities else 0, K))
-    out_label = np.empty(n if labels else 0, dtype=np.int64)
-    out_fill = np.empty((n if fill else 0, D))
+    out = {
+        "log_likelihood": np.empty(n if log_likelihood else 0),
+        "responsibilities": np.empty((n if responsibilities else 0, K)),
+        "labels": np.empty(n if labels else 0, dtype=np.int64),
+        "fill": np.empty((n if fill else 0, D)),
+    }
     if draws is not None:
-        u, z = draws
-        out_draws = np.empty((u.shape[0], n, D))
+        u, z = (np.ascontiguousarray(a, dtype=np.float64) for a in draws)
+        out["draws"] = np.empty((u.shape[0], n, D))
     else:
-        u, z, out_draws = np.empty((0, 0)), np.empty((0, 0, 0)), np.empty((0, 0, 0))
+        u, z = np.empty((0, 0)), np.empty((0, 0, 0))
+        out["draws"] = np.empty((0, 0, 0))
+    outs = (
+        out["log_likelihood"],
+        out["responsibilities"],
+        out["labels"],
+        out["fill"],
+        u,
+        z,
+        out["draws"],
+    )
     if n:
+        log_norm = g._log_norm(params)
+        means = np.ascontiguousarray(params.means)
         with kernel_threads(n_threads):
-            _km.rows_missing(
-                _COV_CODE[cov],
-                inc.X,
-                inc.starts,
-                inc.index,
-                inc.n_observed,
-                g._log_norm(params),
-                np.ascontiguousarray(params.means),
-                center,
-                np.ascontiguousarray(pc3),
-                np.ascontiguousarray(prec3),
-                rows,
-                block,
-                out_lse,
-                out_resp,
-                out_label,
-                out_fill,
-                np.ascontiguousarray(u, dtype=np.float64),
-                np.ascontiguousarray(z, dtype=np.float64),
-                out_draws,
-            )
-    out = {}
-    if log_likelihood:
-        out["log_likelihood"] = out_lse
-    if responsibilities:
-        out["responsibilities"] = out_resp
-    if labels:
-        out["labels"] = out_label
-    if fill:
-        out["fill"] = out_fill
-    if draws is not None:
-        out["draws"] = out_draws
-    return out
+            if cov == "full":
+                _km.rows_missing_full(
+                    inc.X,
+                    inc.starts,
+                    inc.index,
+                    inc.n_observed,
+                    log_norm,
+                    means,
+                    pc,
+                    prec,
+                    rows,
+                    block,
+                    *outs,
+                )
+            elif cov == "tied":
+                center = g._tied_terms(params)[0]
+                _km.rows_missing_tied(
+                    inc.X,
+                    inc.starts,
+                    inc.index,
+                    inc.n_observed,
+                    log_norm,
+                    means,
+                    center,
+                    pc,
+                    prec,
+                    rows,
+                    block,
+                    *outs,
+                )
+            else:
+                _km.rows_missing_diag(inc.X, log_norm, means, pc, rows, block, *outs)
+    wanted = {
+        "log_likelihood": log_likelihood,
+        "responsibilities": responsibilities,
+        "labels": labels,
+        "fill": fill,
+        "draws": draws is not None,
+    }
+    return {name: out[name] for name, flag in wanted.items() if flag}
+
+
+def _grouped(params: g.GaussianParams) -> bool:
+    """Whether the per-row kernel of this covariance type needs the rows
+    grouped by pattern."""
+    return params.covariance_type in ("full", "tied")
 
 
 # ---------------------------------------------------------------------------
@@ -207,7 +226,7 @@ def per_row(
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """:func:`fastem.families.gaussian.per_row` for rows that may hold NaN:
     the missing coordinates of a row are marginalised out."""
-    complete, inc = split_rows(X, np.empty(0))
+    complete, inc = split_rows(X, np.empty(0), group=_grouped(params))
     if inc.n_samples == 0:
         return g.per_row(
             X,
@@ -271,7 +290,7 @@ def impute(
     """Copy of ``X`` with each NaN replaced by its conditional mean under the
     mixture, ``sum_k p(k | x_O) E[x_M | x_O, k]`` (same dtype as ``X``)."""
     out = X.copy()
-    _, inc = split_rows(X, np.empty(0))
+    _, inc = split_rows(X, np.empty(0), group=_grouped(params))
     if inc.n_samples:
         out[inc.rows] = rows_outputs(inc, params, fill=True, n_threads=n_threads)[
             "fill"
@@ -297,7 +316,7 @@ def sample_missing(
     """
     N, D = X.shape
     out = np.broadcast_to(X, (n_draws, N, D)).copy()
-    _, inc = split_rows(X, np.empty(0))
+    _, inc = split_rows(X, np.empty(0), group=_grouped(params))
     if inc.n_samples:
         u = rng.uniform(size=(n_draws, inc.n_samples))
         z = rng.standard_normal(size=(n_draws, inc.n_samples, D))
