@@ -64,8 +64,8 @@ def e_step(
 ) -> g.GaussianStats:
     """Statistics and observed-data log-likelihood of incomplete rows.
 
-    Same definitions and shift as :func:`fastem.families.gaussian.e_step`,
-    with each missing coordinate contributing its conditional expectation
+    Same definitions as :func:`fastem.families.gaussian.e_step` (around the
+    float64 means, or mixture mean for ``tied``), with each missing coordinate contributing its conditional expectation
     given the observed ones (and, to the second moments, the conditional
     covariance), so the result adds to the statistics of complete rows.
     """
@@ -83,6 +83,7 @@ def e_step(
     with kernel_threads(n_threads):
         if cov == "full":
             sxx = np.zeros((T, K, D, D))
+            block = missing_block_rows(D, K)  # the kernel keeps (K, D, block)
             _km.estep_missing_full(
                 *args, means, pc, prec, rows, block, nk, sx, sxx, acc
             )
