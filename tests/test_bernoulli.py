@@ -205,3 +205,25 @@ def test_out_of_core_and_dask(tmp_path):
         return fastem.BernoulliMixture(3, **kw)
 
     check_out_of_core(make, X, tmp_path, bad_value=0.5)
+
+
+def test_scikit_learn_interoperability(data):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.utils import get_tags
+
+    X = data[0]
+    model = fastem.BernoulliMixture(3, alpha=0.5, random_state=0)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert repr(copy) == "BernoulliMixture(n_components=3, alpha=0.5, random_state=0)"
+    assert get_tags(model).input_tags.sparse
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        model.set_params(reg_covar=1.0)
+    search = GridSearchCV(
+        fastem.BernoulliMixture(random_state=0, max_iter=20, tol=1e-4),
+        {"n_components": [1, 3]},
+        cv=2,
+    )
+    fit_quietly(search, X)
+    assert search.best_params_ == {"n_components": 3}

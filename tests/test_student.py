@@ -273,3 +273,21 @@ def test_log_gamma_ratio_series_matches_gammaln():
         np.testing.assert_allclose(
             log_gamma_ratio(small, h), gammaln(small + h) - gammaln(small), rtol=1e-14
         )
+
+
+def test_vectorised_log1p_is_accurate():
+    from fastem._kernels.student import log1p_inplace
+
+    rng = np.random.RandomState(0)
+    v = np.concatenate(
+        [
+            rng.exponential(1.0, 5000),
+            10.0 ** rng.uniform(-300, 300, 5000),
+            [0.0, 5e-324, 1e-17, np.sqrt(2) - 1, 1.0, 1e308],
+        ]
+    )
+    out = v.copy()
+    log1p_inplace(out, np.empty_like(v), np.empty(len(v), np.int64), len(v))
+    ref = np.log1p(v)
+    ulps = np.abs(out - ref) / np.spacing(np.maximum(ref, np.finfo(float).tiny))
+    assert ulps.max() <= 8
