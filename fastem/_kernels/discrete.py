@@ -40,82 +40,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
+from ._blocks import load_rows, responsibilities
 from ._math import exp_inplace
-
-# ---------------------------------------------------------------------------
-# Block helpers shared with the Student-t kernels.  They are the committed
-# versions of ``fastem._kernels.gaussian``'s ``_load_block`` and
-# ``_responsibilities``, kept here so that the Gaussian kernels can be
-# specialised (centred float32 blocks) without touching these families.
-# ---------------------------------------------------------------------------
-
-
-@njit(**SERIAL)
-def _load_block(X, r0, nb, xt):
-    """Copy rows ``r0:r0+nb`` of X, transposed, into ``xt`` (D, B) float64."""
-    D = X.shape[1]
-    for b in range(nb):
-        for d in range(D):
-            xt[d, b] = X[r0 + b, d]
-
-
-@njit(**SERIAL)
-def _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
-    """Log-sum-exp over components and weighted responsibilities.
-
-    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (length 3):
-    ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k resp[k, b]
-    L[k, b]`` (the expected complete-data log-joint).  The row maximum is
-    subtracted before exponentiating, so nothing overflows, and components
-    whose log-density is ``-inf`` get exactly zero responsibility.  ``bits``
-    (int64) and ``total`` are scratch buffers of the block length.
-    """
-    K = L.shape[0]
-    for b in range(nb):
-        rowmax[b] = L[0, b]
-    for k in range(1, K):
-        for b in range(nb):
-            rowmax[b] = max(rowmax[b], L[k, b])
-    for b in range(nb):
-        total[b] = 0.0
-    for k in range(K):
-        e = resp[k]
-        for b in range(nb):
-            e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, bits, nb)
-        for b in range(nb):
-            total[b] += e[b]
-    ll = 0.0
-    wsum = 0.0
-    if sw.shape[0] > 0:
-        for b in range(nb):
-            w = sw[r0 + b]
-            if w != 0.0:
-                ll += w * (rowmax[b] + math.log(total[b]))
-            wsum += w
-            total[b] = w / total[b]
-    else:
-        # Sum of logs as logs of products of 16 factors (each in [1, K]):
-        # 16x fewer scalar log calls.
-        for b0 in range(0, nb, 16):
-            prod = 1.0
-            for b in range(b0, min(nb, b0 + 16)):
-                prod *= total[b]
-            ll += math.log(prod)
-        for b in range(nb):
-            ll += rowmax[b]
-            total[b] = 1.0 / total[b]
-        wsum = float(nb)
-    joint = 0.0
-    for k in range(K):
-        for b in range(nb):
-            r = resp[k, b] * total[b]
-            resp[k, b] = r
-            joint += r * L[k, b] if r != 0.0 else 0.0
-    acc[0] += ll
-    acc[1] += wsum
-    acc[2] += joint
-
 
 # ---------------------------------------------------------------------------
 # Row terms and log-probabilities of a block
@@ -267,7 +193,7 @@ def _log_prob_sparse(
 @njit(**PARALLEL)
 def estep_dense(X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc):
     """Statistics of dense rows; ``nk`` (T, K), ``sx`` (T, K, D), ``acc`` (T, 3)
-    as in :func:`fastem._kernels.gaussian._responsibilities`."""
+    as in :func:`fastem._kernels._blocks.responsibilities`."""
     N, D = X.shape
     K = A.shape[0]
     for t in prange(nk.shape[0]):
@@ -281,10 +207,10 @@ def estep_dense(X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc):
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
+            load_rows(X, r0, nb, xt)
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             _accumulate_dense(xt, nb, resp, nk[t], sx[t])
 
 
@@ -311,7 +237,7 @@ def estep_sparse(
             _log_prob_sparse(
                 kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt
             )
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 s = 0.0
                 for b in range(nb):
@@ -340,7 +266,7 @@ def row_terms_dense(X, sw, kind, logfact, task_rows, block, out):
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
+            load_rows(X, r0, nb, xt)
             _row_terms_dense(kind, xt, nb, logfact, rt)
             for b in range(nb):
                 s += sw[r0 + b] * rt[b] if has_w else rt[b]
@@ -430,7 +356,7 @@ def per_row_dense(X, kind, c, A, logfact, block, out_lse, out_resp, out_label):
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
+            load_rows(X, r0, nb, xt)
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
             emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)

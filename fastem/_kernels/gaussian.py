@@ -35,23 +35,12 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
+from ._blocks import load_rows_centered, responsibilities
 from ._math import add_lower_scatter, exp_inplace, upper_tri_sq_norms
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; inlined into the kernels by LLVM)
 # ---------------------------------------------------------------------------
-
-
-@njit(**SERIAL)
-def _load_block(X, r0, nb, center, xt):
-    """``xt[:, b] = X[r0 + b] - center`` for ``b < nb`` (rows into columns).
-
-    Centering on the mixture mean keeps every later difference small, so a
-    float32 block loses no accuracy to data far from the origin."""
-    D = X.shape[1]
-    for b in range(nb):
-        for d in range(D):
-            xt[d, b] = X[r0 + b, d] - center[d]
 
 
 @njit(**SERIAL)
@@ -143,65 +132,6 @@ def _log_prob_spherical(xt, nb, means, prec, log_norm, L):
 
 
 @njit(**SERIAL)
-def _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
-    """Log-sum-exp over components and weighted responsibilities.
-
-    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
-    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k
-    resp[k, b] L[k, b]`` (the expected complete-data log-joint; ``acc[0] -
-    acc[2]`` is the weighted entropy of the responsibilities).  The row
-    maximum is subtracted before exponentiating, so nothing overflows, and
-    components whose log-density is ``-inf`` get exactly zero responsibility.
-    ``bits`` and ``total`` are scratch buffers of the block length.
-    """
-    K = L.shape[0]
-    for b in range(nb):
-        rowmax[b] = L[0, b]
-    for k in range(1, K):
-        for b in range(nb):
-            rowmax[b] = max(rowmax[b], L[k, b])
-    for b in range(nb):
-        total[b] = 0.0
-    for k in range(K):
-        e = resp[k]
-        for b in range(nb):
-            e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, bits, nb)
-        for b in range(nb):
-            total[b] += e[b]
-    ll = 0.0
-    wsum = 0.0
-    if sw.shape[0] > 0:
-        for b in range(nb):
-            w = sw[r0 + b]
-            if w != 0.0:
-                ll += w * (float(rowmax[b]) + math.log(total[b]))
-            wsum += w
-            total[b] = w / total[b]
-    else:
-        # Sum of logs as logs of products of 16 factors (each in [1, K]):
-        # 16x fewer scalar log calls.
-        for b0 in range(0, nb, 16):
-            prod = 1.0
-            for b in range(b0, min(nb, b0 + 16)):
-                prod *= total[b]
-            ll += math.log(prod)
-        for b in range(nb):
-            ll += rowmax[b]
-            total[b] = 1.0 / total[b]
-        wsum = float(nb)
-    joint = np.zeros(1, L.dtype)[0]
-    for k in range(K):
-        for b in range(nb):
-            r = resp[k, b] * total[b]
-            resp[k, b] = r
-            joint += r * L[k, b] if r != 0.0 else 0.0
-    acc[0] += ll
-    acc[1] += wsum
-    acc[2] += joint
-
-
-@njit(**SERIAL)
 def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
     """Add ``sum_b r_kb`` and ``sum_b r_kb (x_b - s)`` for component k; leave
     ``diff = x - s`` and ``wdiff = r_k (x - s)`` in the buffers.  Returns
@@ -280,9 +210,9 @@ def estep_full(
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, center, xt)
+            load_rows_centered(X, r0, nb, center, xt)
             _log_prob_full(xt, nb, means, prec, log_norm, diff, y, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 if _accumulate_centered(
                     xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
@@ -314,9 +244,9 @@ def estep_tied(
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, center, xt)
+            load_rows_centered(X, r0, nb, center, xt)
             _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 _accumulate_centered(xt, nb, resp, origin, k, wdiff, diff, nk[t], sx[t])
             # The total scatter uses the row weights, not the responsibilities.
@@ -346,9 +276,9 @@ def estep_diag(
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, center, xt)
+            load_rows_centered(X, r0, nb, center, xt)
             _log_prob_diag(xt, nb, means, prec, log_norm, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
@@ -370,9 +300,9 @@ def estep_spherical(
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, center, xt)
+            load_rows_centered(X, r0, nb, center, xt)
             _log_prob_spherical(xt, nb, means, prec, log_norm, L)
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
@@ -433,7 +363,7 @@ def per_row_outputs(
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, center, xt)
+            load_rows_centered(X, r0, nb, center, xt)
             _log_prob_block(cov_code, xt, nb, means, prec, shifted, log_norm, buf, y, L)
             if want_label:
                 for b in range(nb):

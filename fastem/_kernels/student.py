@@ -30,8 +30,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import CACHE, PARALLEL, SERIAL
+from ._blocks import load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
-from .discrete import _load_block, _responsibilities, emit_rows
+from .discrete import emit_rows
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -180,11 +181,11 @@ def estep_student(
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
+            load_rows(X, r0, nb, xt)
             _log_prob_t(
                 xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, bits
             )
-            _responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 nu = dofs[k]
                 nud = nu + D
@@ -228,7 +229,7 @@ def per_row_student(
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(X, r0, nb, xt)
+            load_rows(X, r0, nb, xt)
             _log_prob_t(
                 xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, bits
             )

@@ -1,0 +1,103 @@
+"""Block helpers shared by every family's fused kernels.
+
+A kernel loads a block of rows transposed into a ``(D, B)`` buffer (so that
+loops over the rows of the block are contiguous and vectorise), computes the
+``(K, B)`` log-joints ``L[k, b] = log p(x_b, k)``, and turns them into
+responsibilities with :func:`responsibilities`.
+
+Note: numba's on-disk cache keys a kernel on its own source file only; after
+editing this module, clear the ``__pycache__`` folders (or set
+``FASTEM_CACHE=0``) so that the kernels importing it are recompiled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .._config import SERIAL
+from ._math import exp_inplace
+
+
+@njit(**SERIAL)
+def load_rows(X, r0, nb, xt):
+    """``xt[:, b] = X[r0 + b]`` for ``b < nb`` (rows into columns)."""
+    D = X.shape[1]
+    for b in range(nb):
+        for d in range(D):
+            xt[d, b] = X[r0 + b, d]
+
+
+@njit(**SERIAL)
+def load_rows_centered(X, r0, nb, center, xt):
+    """``xt[:, b] = X[r0 + b] - center`` for ``b < nb``.
+
+    Centering on the mixture mean keeps every later difference small, so a
+    float32 block loses no accuracy to data far from the origin."""
+    D = X.shape[1]
+    for b in range(nb):
+        for d in range(D):
+            xt[d, b] = X[r0 + b, d] - center[d]
+
+
+@njit(**SERIAL)
+def responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
+    """Log-sum-exp over components and weighted responsibilities.
+
+    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
+    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k
+    resp[k, b] L[k, b]`` (the expected complete-data log-joint; ``acc[0] -
+    acc[2]`` is the weighted entropy of the responsibilities).  The row
+    maximum is subtracted before exponentiating, so nothing overflows, and
+    components whose log-density is ``-inf`` get exactly zero responsibility.
+    On return ``rowmax[b]`` holds the row maximum of ``L`` and ``total[b]``
+    the factor ``w_b / sum_k exp(L[k, b] - rowmax[b])``.  ``bits`` (int64)
+    is a scratch buffer of the block length.  Works in the dtype of ``L``.
+    """
+    K = L.shape[0]
+    for b in range(nb):
+        rowmax[b] = L[0, b]
+    for k in range(1, K):
+        for b in range(nb):
+            rowmax[b] = max(rowmax[b], L[k, b])
+    for b in range(nb):
+        total[b] = 0.0
+    for k in range(K):
+        e = resp[k]
+        for b in range(nb):
+            e[b] = L[k, b] - rowmax[b]
+        exp_inplace(e, bits, nb)
+        for b in range(nb):
+            total[b] += e[b]
+    ll = 0.0
+    wsum = 0.0
+    if sw.shape[0] > 0:
+        for b in range(nb):
+            w = sw[r0 + b]
+            if w != 0.0:
+                ll += w * (float(rowmax[b]) + math.log(total[b]))
+            wsum += w
+            total[b] = w / total[b]
+    else:
+        # Sum of logs as logs of products of 16 factors (each in [1, K]):
+        # 16x fewer scalar log calls.
+        for b0 in range(0, nb, 16):
+            prod = 1.0
+            for b in range(b0, min(nb, b0 + 16)):
+                prod *= total[b]
+            ll += math.log(prod)
+        for b in range(nb):
+            ll += rowmax[b]
+            total[b] = 1.0 / total[b]
+        wsum = float(nb)
+    joint = np.zeros(1, L.dtype)[0]
+    for k in range(K):
+        for b in range(nb):
+            r = resp[k, b] * total[b]
+            resp[k, b] = r
+            joint += r * L[k, b] if r != 0.0 else 0.0
+    acc[0] += ll
+    acc[1] += wsum
+    acc[2] += joint
