@@ -12,16 +12,26 @@ Jordan, 1994).  Everything is written with the precision ``Lambda_k``:
   Mahalanobis distance of ``x_O`` under ``Sigma_OO`` equals the full one of the
   row completed with its conditional mean.
 
-So a pattern costs one ``m x m`` Cholesky factorisation per component
-(``m = |M|``, usually small), computed once per *run*: the rows come sorted by
-missingness pattern and a task walks the runs of equal pattern in its row
-range, computing the factors at the start of each run and streaming the run's
-rows through in blocks.
+A pattern costs, per component, a Cholesky factorisation of the ``m x m``
+block ``Lambda_MM`` (``m = |M|``, usually small) and ``G``; the rows come
+sorted by missingness pattern, so each (pattern, component) pair is
+factorised once per task:
+
+* ``full``: blocks of consecutive sorted rows span patterns; only the
+  completion ``-G (x_O - mu_O)`` and the log-density constant depend on the
+  pattern, the Mahalanobis distances, responsibilities and scatter updates
+  run over the whole block (so patterns with a few rows stay vectorised).  A
+  one-pattern cache per component holds the factors; the conditional
+  covariances are added once per pattern at the end of the task.
+* ``tied``: the factors are shared by the components and computed once per
+  run of equal pattern, whose rows are streamed through in blocks.
+* ``diag``/``spherical``: features are independent within a component, so a
+  0/1 mask of the block is all it takes (no grouping needed).
 
 Conventions shared by every kernel
 ----------------------------------
-* ``Xm`` is C-contiguous float64 ``(n, D)``; its missing entries are never
-  read.  ``sw`` holds per-row weights or has length 0 for unit weights.
+* ``Xm`` is C-contiguous float64 ``(n, D)`` with NaN at the missing entries
+  (no result depends on them).  ``sw`` holds per-row weights or has length 0 for unit weights.
 * Rows ``starts[p]:starts[p + 1]`` share pattern ``p``; ``index[p, :n_obs[p]]``
   lists the observed features and ``index[p, n_obs[p]:]`` the missing ones,
   both ascending.
@@ -42,7 +52,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
-from ._math import add_lower_scatter, exp_inplace, upper_tri_sq_norms
+from ._blocks import load_rows, responsibilities
+from ._math import add_lower_scatter, upper_tri_sq_norms
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -161,58 +172,8 @@ def _conditional_factors(P, idx, o, Lw, G, C, v):
 
 
 # ---------------------------------------------------------------------------
-# Per-run factors and per-block log-densities, one pair per covariance type
+# Tied covariance: per-run factors and per-block log-densities
 # ---------------------------------------------------------------------------
-
-
-@njit(**SERIAL)
-def _factors_full(prec, log_norm, idx, o, Lw, G, C, v, lnp):
-    """Per-component conditional factors and marginal constants ``lnp``."""
-    K, D = prec.shape[0], prec.shape[1]
-    half = 0.5 * (D - o) * _LOG_2PI
-    for k in range(K):
-        ld = _conditional_factors(prec[k], idx, o, Lw[k], G[k], C[k], v)
-        lnp[k] = log_norm[k] + half - ld
-
-
-@njit(**SERIAL)
-def _fill_diff(xt, nb, idx, o, mu, G, d):
-    """``d`` = rows completed with their conditional mean, minus ``mu``:
-    ``x_O - mu_O`` on the observed features, ``-G (x_O - mu_O)`` on the
-    missing ones."""
-    D = xt.shape[0]
-    for i in range(o):
-        a = idx[i]
-        m_a = mu[a]
-        for b in range(nb):
-            d[a, b] = xt[a, b] - m_a
-    for j in range(D - o):
-        a = idx[o + j]
-        da = d[a]
-        for b in range(nb):
-            da[b] = 0.0
-        for i in range(o):
-            g = G[j, i]
-            di = d[idx[i]]
-            for b in range(nb):
-                da[b] -= g * di[b]
-
-
-@njit(**SERIAL)
-def _block_full(xt, nb, idx, o, means, prec_chol, G, lnp, dk, y, L):
-    """``dk[k]`` = row completed with its conditional mean, minus ``mu_k``;
-    ``L[k, b] = log p(x_O, k)``."""
-    K = means.shape[0]
-    for k in range(K):
-        d = dk[k]
-        _fill_diff(xt, nb, idx, o, means[k], G[k], d)
-        row = L[k]
-        for b in range(nb):
-            row[b] = 0.0
-        upper_tri_sq_norms(d, nb, prec_chol[k], y, row)
-        c = lnp[k]
-        for b in range(nb):
-            row[b] = c - 0.5 * row[b]
 
 
 @njit(**SERIAL)
@@ -294,88 +255,9 @@ def _block_tied(xt, nb, idx, o, center, A, s, G, lnp, xc, u, e, L):
             row[b] = c - 0.5 * row[b]
 
 
-@njit(**SERIAL)
-def _factors_diag(prec_chol, log_norm, idx, o, lnp):
-    """Marginal constants for diagonal precisions ``prec_chol`` ``(K, D)``."""
-    K, D = prec_chol.shape
-    half = 0.5 * (D - o) * _LOG_2PI
-    for k in range(K):
-        acc = log_norm[k] + half
-        for q in range(o, D):
-            acc -= math.log(prec_chol[k, idx[q]])
-        lnp[k] = acc
-
-
-@njit(**SERIAL)
-def _block_diag(xt, nb, idx, o, means, prec_chol, lnp, L):
-    K = means.shape[0]
-    for k in range(K):
-        row = L[k]
-        for b in range(nb):
-            row[b] = 0.0
-        for i in range(o):
-            a = idx[i]
-            mu = means[k, a]
-            p = prec_chol[k, a]
-            for b in range(nb):
-                t = (xt[a, b] - mu) * p
-                row[b] += t * t
-        c = lnp[k]
-        for b in range(nb):
-            row[b] = c - 0.5 * row[b]
-
-
 # ---------------------------------------------------------------------------
 # Shared block helpers
 # ---------------------------------------------------------------------------
-
-
-@njit(**SERIAL)
-def _load_block(X, r0, nb, xt):
-    D = X.shape[1]
-    for b in range(nb):
-        for d in range(D):
-            xt[d, b] = X[r0 + b, d]
-
-
-@njit(**SERIAL)
-def _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc):
-    """As the complete-data kernels: ``rowmax[b] + log(total[b]) = log p(x_O)``
-    and ``resp[k, b] = w_b p(k | x_O)``; adds the weighted log-likelihood, the
-    weight and the expected log-joint to ``acc``.  On return ``total[b]``
-    holds ``w_b / sum_k exp(L[k, b] - rowmax[b])``."""
-    K = L.shape[0]
-    for b in range(nb):
-        rowmax[b] = L[0, b]
-        total[b] = 0.0
-    for k in range(1, K):
-        for b in range(nb):
-            rowmax[b] = max(rowmax[b], L[k, b])
-    for k in range(K):
-        e = resp[k]
-        for b in range(nb):
-            e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, bits, nb)
-        for b in range(nb):
-            total[b] += e[b]
-    has_w = sw.shape[0] > 0
-    ll = 0.0
-    wsum = 0.0
-    for b in range(nb):
-        w = sw[r0 + b] if has_w else 1.0
-        if w != 0.0:
-            ll += w * (rowmax[b] + math.log(total[b]))
-        wsum += w
-        total[b] = w / total[b]
-    joint = 0.0
-    for k in range(K):
-        for b in range(nb):
-            r = resp[k, b] * total[b]
-            resp[k, b] = r
-            joint += r * L[k, b] if r != 0.0 else 0.0
-    acc[0] += ll
-    acc[1] += wsum
-    acc[2] += joint
 
 
 @njit(**SERIAL)
@@ -408,17 +290,35 @@ def _segments(starts, r0, nb, seg_p, seg_lo):
 
 
 @njit(**SERIAL)
-def _fill_cols(xt, b0, b1, idx, o, mu, G, d):
-    """:func:`_fill_diff` on block columns ``b0:b1``."""
+def _center_block(xt, nb, mu, d):
+    """``d[:, :nb] = xt[:, :nb] - mu`` for every feature (missing entries
+    give NaN here and are overwritten by :func:`_fill_missing`)."""
     D = xt.shape[0]
-    for i in range(o):
-        a = idx[i]
+    for a in range(D):
         m_a = mu[a]
-        for b in range(b0, b1):
+        for b in range(nb):
             d[a, b] = xt[a, b] - m_a
-    for j in range(D - o):
-        a = idx[o + j]
-        da = d[a]
+
+
+@njit(**SERIAL)
+def _fill_missing(b0, b1, idx, o, G, d):
+    """On block columns ``b0:b1`` (rows of one pattern, already centered by
+    :func:`_center_block`): ``d_M = -G d_O``, the conditional mean minus
+    ``mu``.  Short runs loop over rows outermost (no per-row loop set-up for
+    each of the ``m x o`` products); long runs vectorise over the rows."""
+    D = d.shape[0]
+    m = D - o
+    if b1 - b0 < 8:
+        for b in range(b0, b1):
+            for j in range(m):
+                acc = 0.0
+                Gj = G[j]
+                for i in range(o):
+                    acc -= Gj[i] * d[idx[i], b]
+                d[idx[o + j], b] = acc
+        return
+    for j in range(m):
+        da = d[idx[o + j]]
         for b in range(b0, b1):
             da[b] = 0.0
         for i in range(o):
@@ -491,11 +391,12 @@ def estep_missing_full(
         cached = np.full(K, -1, dtype=np.int64)
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(Xm, r0, nb, xt)
+            load_rows(Xm, r0, nb, xt)
             ns = _segments(starts, r0, nb, seg_p, seg_lo)
             for k in range(K):
                 d = dk[k]
                 row = L[k]
+                _center_block(xt, nb, means[k], d)
                 for s in range(ns):
                     p = seg_p[s]
                     idx = index[p]
@@ -506,7 +407,7 @@ def estep_missing_full(
                         cached[k] = p
                     b0 = seg_lo[s]
                     b1 = seg_lo[s + 1]
-                    _fill_cols(xt, b0, b1, idx, o, means[k], G[k], d)
+                    _fill_missing(b0, b1, idx, o, G[k], d)
                     c = lnpc[k]
                     for b in range(b0, b1):
                         row[b] = c
@@ -515,7 +416,7 @@ def estep_missing_full(
                 upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
                 for b in range(nb):
                     row[b] -= 0.5 * q[b]
-            _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 rk = resp[k]
                 tot = 0.0
@@ -639,9 +540,9 @@ def estep_missing_tied(
             wrun = 0.0
             for r0 in range(r, e_run, block):
                 nb = min(block, e_run - r0)
-                _load_block(Xm, r0, nb, xt)
+                load_rows(Xm, r0, nb, xt)
                 _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, u, e, L)
-                _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc[t])
+                responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
                 for b in range(nb):
                     wts[b] = sw[r0 + b] if has_w else 1.0
                     wrun += wts[b]
@@ -776,7 +677,7 @@ def estep_missing_diag(
                         z = (xt[a, b] - mu) * pc
                         w = om[a, b]
                         row[b] += w * (-0.5 * z * z) + (1.0 - w) * cm
-            _responsibilities(L, nb, sw, r0, rowmax, total, bits, resp, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
             for k in range(K):
                 rk = resp[k]
                 s = 0.0
@@ -967,11 +868,12 @@ def rows_missing_full(
         r_end = min(n, r_begin + task_rows)
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
-            _load_block(Xm, r0, nb, xt)
+            load_rows(Xm, r0, nb, xt)
             ns = _segments(starts, r0, nb, seg_p, seg_lo)
             for k in range(K):
                 d = dk[k]
                 row = L[k]
+                _center_block(xt, nb, means[k], d)
                 for s in range(ns):
                     p = seg_p[s]
                     idx = index[p]
@@ -980,7 +882,9 @@ def rows_missing_full(
                         ld = _conditional_gain(prec[k], idx, o, Lw, G[k], v)
                         lnpc[k] = log_norm[k] + 0.5 * (D - o) * _LOG_2PI - ld
                         cached[k] = p
-                    _fill_cols(xt, seg_lo[s], seg_lo[s + 1], idx, o, means[k], G[k], d)
+                    b0 = seg_lo[s]
+                    b1 = seg_lo[s + 1]
+                    _fill_missing(b0, b1, idx, o, G[k], d)
                     c = lnpc[k]
                     for b in range(seg_lo[s], seg_lo[s + 1]):
                         row[b] = c
@@ -989,7 +893,7 @@ def rows_missing_full(
                 upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
                 for b in range(nb):
                     row[b] -= 0.5 * q[b]
-            _responsibilities(L, nb, no_w, 0, rowmax, total, bits, resp, acc)
+            responsibilities(L, nb, no_w, 0, rowmax, resp, bits, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
                 continue
@@ -1102,9 +1006,9 @@ def rows_missing_tied(
             )
             for r0 in range(r, e_run, block):
                 nb = min(block, e_run - r0)
-                _load_block(Xm, r0, nb, xt)
+                load_rows(Xm, r0, nb, xt)
                 _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, uu, e, L)
-                _responsibilities(L, nb, no_w, 0, rowmax, total, bits, resp, acc)
+                responsibilities(L, nb, no_w, 0, rowmax, resp, bits, total, acc)
                 _emit_block(
                     r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label
                 )
@@ -1203,7 +1107,7 @@ def rows_missing_diag(
                         zz = (xt[a, b] - mu) * pc
                         w = om[a, b]
                         row[b] += w * (-0.5 * zz * zz) + (1.0 - w) * cmiss
-            _responsibilities(L, nb, no_w, 0, rowmax, total, bits, resp, acc)
+            responsibilities(L, nb, no_w, 0, rowmax, resp, bits, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
                 continue
