@@ -15,14 +15,16 @@ MIN_TASK_ROWS = 4096
 #: Most tasks per kernel call; bounds the accumulator memory to
 #: ``MAX_TASKS * size of one set of statistics``.
 MAX_TASKS = 64
-#: Target number of float64 elements in one ``(n_features, block)`` buffer.
-_BLOCK_ELEMENTS = 4096
+#: Target bytes of one ``(n_features, block)`` buffer (a few fit in L1).
+_BLOCK_BYTES = 32768
 
 
-def block_rows(n_features: int) -> int:
-    """Rows per block: a multiple of 16 between 16 and 256."""
-    rows = _BLOCK_ELEMENTS // max(int(n_features), 1)
-    return int(max(16, min(256, rows - rows % 16)))
+def block_rows(n_features: int, itemsize: int = 8) -> int:
+    """Rows per block for data of ``itemsize`` bytes: a multiple of 16 between
+    16 and 256 (float64) or 512 (float32)."""
+    rows = _BLOCK_BYTES // (max(int(n_features), 1) * itemsize)
+    cap = 256 * 8 // itemsize
+    return int(max(16, min(cap, rows - rows % 16)))
 
 
 def task_rows(n_samples: int, n_features: int) -> int:

@@ -115,16 +115,38 @@ def upper_tri_sq_norms(diff, nb, U, y, out):
     """``out[b] += ||(diff[:, b])^T U||^2`` for upper-triangular ``U`` (D, D).
 
     ``diff`` is ``(D, B)`` (rows of the block in columns).  Column ``j`` of the
-    product is ``sum_{i <= j} diff[i, :] U[i, j]``; four terms are added per
-    sweep over the block so that each load/store of ``y`` carries four FMAs.
+    product is ``sum_{i <= j} diff[i, :] U[i, j]``; eight (then four) terms
+    are added per sweep over the block so that each load and store of ``y``
+    carries several FMAs.
     """
     D = diff.shape[0]
     for j in range(D):
-        i = 0
         u = U[0, j]
         for b in range(nb):
             y[b] = diff[0, b] * u
         i = 1
+        while i + 7 <= j:
+            u0 = U[i, j]
+            u1 = U[i + 1, j]
+            u2 = U[i + 2, j]
+            u3 = U[i + 3, j]
+            u4 = U[i + 4, j]
+            u5 = U[i + 5, j]
+            u6 = U[i + 6, j]
+            u7 = U[i + 7, j]
+            d0 = diff[i]
+            d1 = diff[i + 1]
+            d2 = diff[i + 2]
+            d3 = diff[i + 3]
+            d4 = diff[i + 4]
+            d5 = diff[i + 5]
+            d6 = diff[i + 6]
+            d7 = diff[i + 7]
+            for b in range(nb):
+                y[b] += (d0[b] * u0 + d1[b] * u1 + d2[b] * u2 + d3[b] * u3) + (
+                    d4[b] * u4 + d5[b] * u5 + d6[b] * u6 + d7[b] * u7
+                )
+            i += 8
         while i + 3 <= j:
             u0 = U[i, j]
             u1 = U[i + 1, j]
@@ -151,37 +173,72 @@ def upper_tri_sq_norms(diff, nb, U, y, out):
 def add_lower_scatter(wdiff, diff, nb, S):
     """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i``.
 
-    Four dot products share each load of ``wdiff[i]``.
+    Register-blocked 2 x 4: two rows of ``wdiff`` and four of ``diff`` are
+    loaded once per column ``b`` for eight dot products.  Partial sums over
+    the block are kept in the dtype of the buffers and added to ``S``
+    (float64).
     """
     D = diff.shape[0]
     zero = np.zeros(1, diff.dtype)[0]
-    for i in range(D):
-        wi = wdiff[i]
+    i = 0
+    while i + 1 < D:
+        w0 = wdiff[i]
+        w1 = wdiff[i + 1]
         j = 0
         while j + 3 <= i:
             d0 = diff[j]
             d1 = diff[j + 1]
             d2 = diff[j + 2]
             d3 = diff[j + 3]
+            a00 = zero
+            a01 = zero
+            a02 = zero
+            a03 = zero
+            a10 = zero
+            a11 = zero
+            a12 = zero
+            a13 = zero
+            for b in range(nb):
+                x0 = w0[b]
+                x1 = w1[b]
+                e0 = d0[b]
+                e1 = d1[b]
+                e2 = d2[b]
+                e3 = d3[b]
+                a00 += x0 * e0
+                a01 += x0 * e1
+                a02 += x0 * e2
+                a03 += x0 * e3
+                a10 += x1 * e0
+                a11 += x1 * e1
+                a12 += x1 * e2
+                a13 += x1 * e3
+            S[i, j] += a00
+            S[i, j + 1] += a01
+            S[i, j + 2] += a02
+            S[i, j + 3] += a03
+            S[i + 1, j] += a10
+            S[i + 1, j + 1] += a11
+            S[i + 1, j + 2] += a12
+            S[i + 1, j + 3] += a13
+            j += 4
+        while j <= i + 1:
+            dj = diff[j]
             a0 = zero
             a1 = zero
-            a2 = zero
-            a3 = zero
             for b in range(nb):
-                w = wi[b]
-                a0 += w * d0[b]
-                a1 += w * d1[b]
-                a2 += w * d2[b]
-                a3 += w * d3[b]
-            S[i, j] += a0
-            S[i, j + 1] += a1
-            S[i, j + 2] += a2
-            S[i, j + 3] += a3
-            j += 4
-        while j <= i:
+                a0 += w0[b] * dj[b]
+                a1 += w1[b] * dj[b]
+            if j <= i:
+                S[i, j] += a0
+            S[i + 1, j] += a1
+            j += 1
+        i += 2
+    if i < D:
+        wi = wdiff[i]
+        for j in range(i + 1):
             dj = diff[j]
             a = zero
             for b in range(nb):
                 a += wi[b] * dj[b]
             S[i, j] += a
-            j += 1

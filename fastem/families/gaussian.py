@@ -315,7 +315,7 @@ def e_step(
     K = params.n_components
     cov = params.covariance_type
     T = n_tasks(N, D)
-    rows, block = task_rows(N, D), block_rows(D)
+    rows, block = task_rows(N, D), block_rows(D, X.dtype.itemsize)
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
     acc = np.zeros((T, 3))
@@ -386,7 +386,7 @@ def per_row(
             np.ascontiguousarray(prec3),
             a.center,
             a.shifted,
-            block_rows(D),
+            block_rows(D, X.dtype.itemsize),
             out_lse,
             out_resp,
             out_label,
