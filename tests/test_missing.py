@@ -445,6 +445,13 @@ def test_missing_kernels_compile_once_per_dtype():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(Xm).impute(Xm)
             model.fit(Xm.astype(np.float32)).impute(Xm.astype(np.float32))
+        # Read-only parameters (as a loaded or shared model may hold).
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            getattr(model, name).setflags(write=False)
+        model.impute(Xm)
+        model.score_samples(Xm)
+        model.sample_missing(Xm, 1, random_state=0)
+        kernels.gaussian_stats_missing(Xm, model._params)
     for kernel in (
         km.estep_missing_full,
         km.estep_missing_tied,

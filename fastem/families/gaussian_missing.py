@@ -38,6 +38,13 @@ from .gaussian_fit import GaussianEM
 # ---------------------------------------------------------------------------
 
 
+def _arg(a) -> np.ndarray:
+    """A parameter array as the kernels take it: a float64, C-ordered,
+    writeable copy (read-only arrays, e.g. of a loaded model, would compile
+    a second signature)."""
+    return np.array(a, dtype=np.float64, order="C")
+
+
 def _prec_arrays(params: g.GaussianParams) -> tuple[np.ndarray, np.ndarray]:
     """``(prec_chol, prec)`` as the kernels take them (float64, C order)."""
     cov = params.covariance_type
@@ -45,12 +52,12 @@ def _prec_arrays(params: g.GaussianParams) -> tuple[np.ndarray, np.ndarray]:
     K, D = params.n_components, params.n_features
     if cov == "full":
         prec = np.einsum("kij,klj->kil", pc, pc)
-        return np.ascontiguousarray(pc), np.ascontiguousarray(prec)
+        return _arg(pc), _arg(prec)
     if cov == "tied":
-        return np.ascontiguousarray(pc), np.ascontiguousarray(pc @ pc.T)
+        return _arg(pc), _arg(pc @ pc.T)
     if cov == "spherical":
         pc = np.repeat(pc[:, None], D, axis=1)
-    return np.ascontiguousarray(pc.reshape(K, D), dtype=np.float64), np.empty((0, 0))
+    return _arg(pc.reshape(K, D)), np.empty((0, 0))
 
 
 def _tasks(inc: IncompleteRows) -> tuple[int, int, int]:
@@ -76,8 +83,8 @@ def e_step(
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
     acc = np.zeros((T, 3))
-    log_norm = g._log_norm(params)
-    means = np.ascontiguousarray(params.means)
+    log_norm = _arg(g._log_norm(params))
+    means = _arg(params.means)
     pc, prec = _prec_arrays(params)
     args = (inc.X, inc.sample_weight, inc.starts, inc.index, inc.n_observed, log_norm)
     with kernel_threads(n_threads):
@@ -90,7 +97,7 @@ def e_step(
             shift = means
         elif cov == "tied":
             sxx = np.zeros((T, D, D))
-            center, _ = g._tied_terms(params)
+            center = _arg(g._tied_terms(params)[0])
             _km.estep_missing_tied(
                 *args, means, center, pc, prec, rows, block, nk, sx, sxx, acc
             )
@@ -145,7 +152,7 @@ def rows_outputs(
         "fill": np.empty((n if fill else 0, D)),
     }
     if draws is not None:
-        u, z = (np.ascontiguousarray(a, dtype=np.float64) for a in draws)
+        u, z = (_arg(a) for a in draws)
         out["draws"] = np.empty((u.shape[0], n, D))
     else:
         u, z = np.empty((0, 0)), np.empty((0, 0, 0))
@@ -160,8 +167,8 @@ def rows_outputs(
         out["draws"],
     )
     if n:
-        log_norm = g._log_norm(params)
-        means = np.ascontiguousarray(params.means)
+        log_norm = _arg(g._log_norm(params))
+        means = _arg(params.means)
         with kernel_threads(n_threads):
             if cov == "full":
                 _km.rows_missing_full(
@@ -178,7 +185,7 @@ def rows_outputs(
                     *outs,
                 )
             elif cov == "tied":
-                center = g._tied_terms(params)[0]
+                center = _arg(g._tied_terms(params)[0])
                 _km.rows_missing_tied(
                     inc.X,
                     inc.starts,
