@@ -28,8 +28,15 @@ Hooks
     Whether ``scipy.sparse`` input is accepted (as CSR, see
     :mod:`fastem._sparse`), and a picklable ``check(X, name=...)`` that
     rejects values outside the family's support (or None).
+``_allow_nan``
+    Whether NaN entries (missing values) are accepted; in-memory data only,
+    out-of-core, streamed or Dask data with NaN is rejected by ``fit``.
 ``_make_family()``
     The family object handed to the driver.
+``_family_for(source, X_in_memory)`` (optional)
+    ``(family, source, init_source)``: the family, the source EM runs on and
+    a zero-argument callable giving the source the initialisation runs on
+    (by default ``_make_family()``, ``source`` and ``source``).
 ``_validated_inits(n_features)``
     A dict of validated user-given initial parameters.
 ``_initial_params(source, rng, inits)``
@@ -110,6 +117,10 @@ class MixtureEstimator(EstimatorBase):
 
     _fitted_arrays: tuple[str, ...] = ("weights_", "means_")
     _init_methods: tuple[str, ...] = INIT_METHODS
+    _allow_nan = False
+    #: How the sparse-input ``TypeError`` names the estimator (None: the
+    #: class name).
+    _sparse_error_name: str | None = None
 
     # ------------------------------------------------------------------ fit
 
@@ -150,15 +161,13 @@ class MixtureEstimator(EstimatorBase):
         check = self._value_check()
         if is_sparse(X):
             if not self._accepts_sparse:
-                raise TypeError(
-                    f"X is a sparse matrix; {type(self).__name__} needs dense data"
-                )
+                self._reject_sparse()
             X = as_csr(X, "X")
             if check is not None:
                 check(X, name="X")
             return CSRSource(X, check_sample_weight(sample_weight, X.shape[0])), X
         source, X_mem = as_source(
-            X, sample_weight, chunk_rows=self.chunk_rows, allow_nan=False
+            X, sample_weight, chunk_rows=self.chunk_rows, allow_nan=self._allow_nan
         )
         if check is not None:
             if X_mem is not None:
@@ -167,10 +176,18 @@ class MixtureEstimator(EstimatorBase):
                 _check_source_values(source, check)
         return source, X_mem
 
-    def _fit(self, X, sample_weight):
+    def _reject_sparse(self):
+        name = self._sparse_error_name or type(self).__name__
+        raise TypeError(f"X is a sparse matrix; {name} needs dense data")
+
+    def _prepare(self, X, sample_weight):
+        """Validate everything and build the data source and family.
+
+        Returns ``(source, family, init_source, X_in_memory)``.
+        """
         self._validate_hyperparameters()
         source, X_mem = self._make_source(X, sample_weight)
-        N, D = source.n_samples, source.n_features
+        N = source.n_samples
         K = self.n_components
         if N < K:
             raise ValueError(
@@ -183,7 +200,32 @@ class MixtureEstimator(EstimatorBase):
                 f"sample_weight has {np.count_nonzero(sw)} positive entries; "
                 f"n_components={K} needs at least as many"
             )
-        inits = self._validated_inits(D)
+        if X_mem is None and getattr(source, "has_nan", False):
+            raise ValueError(
+                "X contains NaN; missing values are supported for in-memory "
+                "arrays only (not for memory-mapped, streamed or Dask data)"
+            )
+        family, source, init_source = self._family_for(source, X_mem)
+        return source, family, init_source, X_mem
+
+    def _family_for(self, source, X_mem):
+        """``(family, source, init_source)`` for a fit on ``source``."""
+        return self._make_family(), source, lambda: source
+
+    def _initializer(self, init_source, n_features: int):
+        """A zero-argument callable giving initial parameters for one run."""
+        inits = self._validated_inits(n_features)
+        rng = check_random_state(self.random_state)
+
+        def initialize():
+            return self._initial_params(init_source(), rng, inits)
+
+        return initialize
+
+    def _fit(self, X, sample_weight):
+        source, family, init_source, X_mem = self._prepare(X, sample_weight)
+        D = source.n_features
+        initialize = self._initializer(init_source, D)
         warm = None
         if self.warm_start and hasattr(self, "converged_"):
             if self.n_features_in_ != D:
@@ -192,12 +234,6 @@ class MixtureEstimator(EstimatorBase):
                     f"{self.n_features_in_}"
                 )
             warm = (self._params, self.lower_bound_)
-        family = self._make_family()
-        rng = check_random_state(self.random_state)
-
-        def initialize():
-            return self._initial_params(source, rng, inits)
-
         with _single_threaded_blas():
             run = em.fit_em(
                 family,
@@ -261,12 +297,10 @@ class MixtureEstimator(EstimatorBase):
         D = self.n_features_in_
         if is_sparse(X):
             if not self._accepts_sparse:
-                raise TypeError(
-                    f"X is a sparse matrix; {type(self).__name__} needs dense data"
-                )
+                self._reject_sparse()
             X = as_csr(X, "X", n_features=D)
         else:
-            X = check_data(X, "X", n_features=D)
+            X = check_data(X, "X", n_features=D, allow_nan=self._allow_nan)
         check = self._value_check()
         if check is not None:
             check(X, name="X")
@@ -283,7 +317,13 @@ class MixtureEstimator(EstimatorBase):
         """One per-row output for in-memory, sparse, out-of-core or Dask ``X``."""
         self._check_is_fitted()
         D = self.n_features_in_
-        args = (self._per_row_function(), self._params, which, self._value_check())
+        args = (
+            self._per_row_function(),
+            self._params,
+            which,
+            self._value_check(),
+            self._allow_nan,
+        )
         if is_dask_array(X):
             from ._dask import map_rows
 
@@ -304,7 +344,9 @@ class MixtureEstimator(EstimatorBase):
             )
         )
         if out_of_core:
-            source, X_mem = as_source(X, chunk_rows=self.chunk_rows)
+            source, X_mem = as_source(
+                X, chunk_rows=self.chunk_rows, allow_nan=self._allow_nan
+            )
             if X_mem is None:
                 if source.n_features != D:
                     raise ValueError(
@@ -357,6 +399,7 @@ class MixtureEstimator(EstimatorBase):
         return float(np.dot(sw, logp) / sw.sum())
 
     def _criterion_terms(self, X, sample_weight) -> tuple[float, float]:
+        """Total log-likelihood and effective number of samples."""
         logp = self.score_samples(X)
         if sample_weight is None:
             return float(logp.sum()), float(logp.shape[0])
@@ -449,9 +492,9 @@ def _chunk_problem(X, w, check):
     return X.shape[0], None
 
 
-def _rows(X, per_row, params, which, check, n_threads):
+def _rows(X, per_row, params, which, check, allow_nan, n_threads):
     """Per-row output ``which`` for a block of rows (validated here)."""
-    X = check_data(X, "X", n_features=params.n_features)
+    X = check_data(X, "X", n_features=params.n_features, allow_nan=allow_nan)
     if check is not None:
         check(X, name="X")
     return per_row(X, params, n_threads=n_threads, **{which: True})[
@@ -459,5 +502,5 @@ def _rows(X, per_row, params, which, check, n_threads):
     ]
 
 
-def _rows_chunk(X, w, per_row, params, which, check, n_threads):
-    return _rows(X, per_row, params, which, check, n_threads)
+def _rows_chunk(X, w, per_row, params, which, check, allow_nan, n_threads):
+    return _rows(X, per_row, params, which, check, allow_nan, n_threads)

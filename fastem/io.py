@@ -13,7 +13,6 @@ from os import PathLike
 import numpy as np
 
 FORMAT_VERSION = 1
-_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 _SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_features_in_")
 
 
@@ -51,7 +50,7 @@ def save(model, path: str | PathLike) -> None:
         "params": params,
         "fitted": {name: _jsonable(getattr(model, name)) for name in _SCALARS},
     }
-    for name in getattr(model, "_fitted_arrays", _FITTED):
+    for name in model._fitted_arrays:
         arrays["fitted__" + name] = np.asarray(getattr(model, name))
     arrays["fitted__lower_bounds_"] = np.asarray(model.lower_bounds_, dtype=np.float64)
     header_array = np.array(json.dumps(header))
@@ -73,7 +72,6 @@ def load(path: str | PathLike):
         A fitted estimator, ready for ``predict`` and friends.
     """
     from .discrete import BernoulliMixture, MultinomialMixture, PoissonMixture
-    from .families.gaussian import GaussianParams
     from .mixture import GaussianMixture
     from .student import StudentTMixture
 
@@ -101,21 +99,9 @@ def load(path: str | PathLike):
             if key.startswith("param__"):
                 params[key[len("param__") :]] = data[key]
         model = cls(**params)
-        names = getattr(cls, "_fitted_arrays", _FITTED)
-        fitted = {name: data["fitted__" + name] for name in names}
+        fitted = {name: data["fitted__" + name] for name in cls._fitted_arrays}
         lower_bounds = data["fitted__lower_bounds_"].tolist()
-    if hasattr(model, "_restore_fitted"):
-        model._restore_fitted(fitted)
-    else:
-        model._set_params_from(
-            GaussianParams(
-                model.covariance_type,
-                fitted["weights_"],
-                fitted["means_"],
-                fitted["covariances_"],
-                fitted["precisions_cholesky_"],
-            )
-        )
+    model._restore_fitted(fitted)
     for name, value in header["fitted"].items():
         setattr(model, name, value)
     model.lower_bounds_ = lower_bounds

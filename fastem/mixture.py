@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from os import PathLike
 from typing import Any
 
 import numpy as np
 
 from . import em
-from ._base import EstimatorBase, stderr_reporter
+from ._estimator import MixtureEstimator, check_weights_init
 from ._patterns import has_nan
 from ._validation import (
     check_data,
@@ -18,15 +17,13 @@ from ._validation import (
     check_param_array,
     check_random_state,
     check_real,
-    check_sample_weight,
 )
 from .families import gaussian as g
 from .families import gaussian_missing as gm
 from .families.gaussian_fit import INIT_METHODS, GaussianEM, initial_params
-from .sources import as_source, is_dask_array
 
 
-class GaussianMixture(EstimatorBase):
+class GaussianMixture(MixtureEstimator):
     """Gaussian mixture model fitted by EM with fused Numba kernels.
 
     Same parameters, attributes and results as
@@ -150,6 +147,11 @@ class GaussianMixture(EstimatorBase):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
 
+    _fitted_arrays = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+    _init_methods = INIT_METHODS
+    _allow_nan = True  # NaN marks a missing value (in-memory data only)
+    _sparse_error_name = "this estimator"
+
     # ------------------------------------------------------------------ fit
 
     def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
@@ -168,110 +170,32 @@ class GaussianMixture(EstimatorBase):
         -------
         self : GaussianMixture
         """
-        self._fit(X, sample_weight)
-        return self
+        return super().fit(X, y, sample_weight)
 
-    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
-        """Fit, then return the most probable component of each row of ``X``.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        X_in_memory = self._fit(X, sample_weight)
-        if X_in_memory is None:
-            return self.predict(X)
-        return self._per_row(X_in_memory, labels=True)[2]
-
-    def _prepare(self, X, sample_weight):
-        """Validate everything and build the data source and family.
-
-        Returns ``(source, family, init_source, X_in_memory)``.
-        """
-        self._validate_hyperparameters()
-        source, X_mem = as_source(
-            X, sample_weight, chunk_rows=self.chunk_rows, allow_nan=True
-        )
-        N = source.n_samples
-        if N < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = "
-                f"{self.n_components}, n_samples = {N}"
-            )
-        sw = getattr(source, "sample_weight", np.empty(0))
-        if sw.shape[0] and np.count_nonzero(sw) < self.n_components:
-            raise ValueError(
-                f"sample_weight has {np.count_nonzero(sw)} positive entries; "
-                f"n_components={self.n_components} needs at least as many"
-            )
-        if X_mem is None and getattr(source, "has_nan", False):
-            raise ValueError(
-                "X contains NaN; missing values are supported for in-memory "
-                "arrays only (not for memory-mapped, streamed or Dask data)"
-            )
+    def _family_for(self, source, X_mem):
         if X_mem is not None and has_nan(X_mem):
-            source, init_source = gm.fit_parts(X_mem, sw)
+            source, init_source = gm.fit_parts(X_mem, source.sample_weight)
             family = gm.GaussianMissingEM(
                 self.covariance_type, self.reg_covar, self.n_threads
             )
-        else:
-            family = GaussianEM(self.covariance_type, self.reg_covar, self.n_threads)
+            return family, source, init_source
+        family = GaussianEM(self.covariance_type, self.reg_covar, self.n_threads)
+        return family, source, lambda: source
 
-            def init_source():
-                return source
-
-        return source, family, init_source, X_mem
-
-    def _initializer(self, init_source, n_features):
-        inits = self._validated_inits(n_features)
-        rng = check_random_state(self.random_state)
-
-        def initialize() -> g.GaussianParams:
-            return initial_params(
-                init_source(),
-                self.n_components,
-                self.covariance_type,
-                self.reg_covar,
-                self.init_params,
-                rng,
-                n_threads=self.n_threads,
-                **inits,
-            )
-
-        return initialize
-
-    def _fit(self, X, sample_weight) -> np.ndarray | None:
-        source, family, init_source, X_mem = self._prepare(X, sample_weight)
-        D = source.n_features
-        initialize = self._initializer(init_source, D)
-        warm = None
-        if self.warm_start and hasattr(self, "converged_"):
-            if self.n_features_in_ != D:
-                raise ValueError(
-                    f"X has {D} features, but the warm-started model has "
-                    f"{self.n_features_in_}"
-                )
-            warm = (self._params, self.lower_bound_)
-        run = em.fit_em(
-            family,
+    def _initial_params(self, source, rng, inits) -> g.GaussianParams:
+        return initial_params(
             source,
-            initialize,
-            n_init=self.n_init,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            warm_start=warm,
-            callback=self.callback,
-            report=stderr_reporter if self.verbose else None,
-            verbose_interval=self.verbose_interval,
+            self.n_components,
+            self.covariance_type,
+            self.reg_covar,
+            self.init_params,
+            rng,
+            n_threads=self.n_threads,
+            **inits,
         )
-        self._set_params_from(run.params)
-        self.converged_ = run.converged
-        self.n_iter_ = run.n_iter
-        self.lower_bound_ = run.lower_bound
-        self.lower_bounds_ = run.lower_bounds
-        self.n_features_in_ = D
+
+    def _after_fit(self, source) -> None:
         self._online = None
-        return X_mem
 
     def partial_fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
         """One step of stepwise (online) EM on a chunk of a data stream.
@@ -359,27 +283,22 @@ class GaussianMixture(EstimatorBase):
         self.precisions_cholesky_ = params.precisions_cholesky
         self.precisions_ = params.precisions()
 
+    def _restore_fitted(self, arrays: dict[str, np.ndarray]) -> None:
+        self._set_params_from(
+            g.GaussianParams(
+                self.covariance_type,
+                arrays["weights_"],
+                arrays["means_"],
+                arrays["covariances_"],
+                arrays["precisions_cholesky_"],
+            )
+        )
+
     # ------------------------------------------------------------ validation
 
-    def _validate_hyperparameters(self) -> None:
-        check_int(self.n_components, "n_components", 1)
+    def _validate_family_hyperparameters(self) -> None:
         check_option(self.covariance_type, "covariance_type", g.COVARIANCE_TYPES)
-        check_real(self.tol, "tol")
         check_real(self.reg_covar, "reg_covar")
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
-        check_option(self.init_params, "init_params", INIT_METHODS)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
-        check_int(self.verbose, "verbose", 0)
-        check_int(self.verbose_interval, "verbose_interval", 1)
-        if self.n_threads is not None:
-            from ._parallel import resolve_n_threads
-
-            resolve_n_threads(self.n_threads)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError("callback must be callable or None")
-        check_random_state(self.random_state)
 
     def _validated_inits(self, n_features: int) -> dict[str, np.ndarray | None]:
         K, D, cov = self.n_components, n_features, self.covariance_type
@@ -389,14 +308,7 @@ class GaussianMixture(EstimatorBase):
             "precisions_init": None,
         }
         if self.weights_init is not None:
-            w = check_param_array(self.weights_init, "weights_init", (K,))
-            if (w < 0).any() or (w > 1).any():
-                raise ValueError(
-                    f"weights_init must be in [0, 1], got min {w.min():.5f}, max {w.max():.5f}"
-                )
-            if abs(1.0 - w.sum()) > 1e-8:
-                raise ValueError(f"weights_init must sum to 1, got {w.sum():.10f}")
-            out["weights_init"] = w
+            out["weights_init"] = check_weights_init(self.weights_init, K)
         if self.means_init is not None:
             out["means_init"] = check_param_array(self.means_init, "means_init", (K, D))
         if self.precisions_init is not None:
@@ -419,51 +331,10 @@ class GaussianMixture(EstimatorBase):
             out["precisions_init"] = p
         return out
 
-    def _validated_X(self, X) -> np.ndarray:
-        self._check_is_fitted()
-        return check_data(X, "X", n_features=self.n_features_in_, allow_nan=True)
-
     # ------------------------------------------------------------ inference
 
-    def _per_row(self, X, **want):
-        per_row = gm.per_row if has_nan(X) else g.per_row
-        return per_row(X, self._params, n_threads=self.n_threads, **want)
-
-    def _row_output(self, X, which: str):
-        """One per-row output for in-memory, out-of-core or Dask ``X``."""
-        self._check_is_fitted()
-        if is_dask_array(X):
-            from ._dask import map_rows
-
-            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has shape {X.shape}; the model was fitted with "
-                    f"{self.n_features_in_} features"
-                )
-            width = self.n_components if which == "responsibilities" else None
-            dtype = np.int64 if which == "labels" else np.float64
-            return map_rows(
-                X, _rows, self._params, which, None, n_columns=width, dtype=dtype
-            )
-        if not isinstance(X, np.ndarray) or isinstance(X, np.memmap):
-            if (
-                hasattr(X, "shape")
-                or isinstance(X, (str, bytes))
-                or hasattr(X, "__fspath__")
-            ):
-                source, X_mem = as_source(X, chunk_rows=self.chunk_rows, allow_nan=True)
-                if X_mem is None:
-                    if source.n_features != self.n_features_in_:
-                        raise ValueError(
-                            f"X has {source.n_features} features, but the model was "
-                            f"fitted with {self.n_features_in_} features"
-                        )
-                    parts = source.map_chunks(
-                        _rows_chunk, self._params, which, self.n_threads
-                    )
-                    return np.concatenate(parts)
-        X = self._validated_X(X)
-        return _rows(X, self._params, which, self.n_threads)
+    def _per_row_function(self):
+        return _per_row
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each row.
@@ -475,25 +346,7 @@ class GaussianMixture(EstimatorBase):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self._row_output(X, "labels")
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Posterior probability of each component for each row.
-
-        Returns
-        -------
-        resp : ndarray of shape (n_samples, n_components)
-        """
-        return self._row_output(X, "responsibilities")
-
-    def score_samples(self, X) -> np.ndarray:
-        """Log-likelihood ``log p(x)`` of each row.
-
-        Returns
-        -------
-        log_prob : ndarray of shape (n_samples,)
-        """
-        return self._row_output(X, "log_likelihood")
+        return super().predict(X)
 
     def impute(self, X) -> np.ndarray:
         """Replace missing values (NaN) by their conditional mean under the
@@ -565,39 +418,10 @@ class GaussianMixture(EstimatorBase):
             X, self._params, n_draws, rng, n_threads=self.n_threads
         )
 
-    def score(self, X, y=None, sample_weight=None) -> float:
-        """Mean (optionally weighted) log-likelihood of ``X``."""
-        logp = self.score_samples(X)
-        if sample_weight is None:
-            return float(logp.mean())
-        sw = check_sample_weight(sample_weight, logp.shape[0])
-        return float(np.dot(sw, logp) / sw.sum())
-
     def _n_parameters(self) -> int:
         return g.n_parameters(
             self.covariance_type, self.n_components, self.means_.shape[1]
         )
-
-    def _criterion_terms(self, X, sample_weight) -> tuple[float, float]:
-        """Total log-likelihood and effective number of samples."""
-        logp = self.score_samples(X)
-        if sample_weight is None:
-            return float(logp.sum()), float(logp.shape[0])
-        sw = check_sample_weight(sample_weight, logp.shape[0])
-        return float(np.dot(sw, logp)), float(sw.sum())
-
-    def bic(self, X, sample_weight=None) -> float:
-        """Bayesian information criterion ``-2 log L + p log n`` (lower is better).
-
-        With ``sample_weight``, ``log L`` is weighted and ``n = sum(weights)``.
-        """
-        loglik, n = self._criterion_terms(X, sample_weight)
-        return -2.0 * loglik + self._n_parameters() * np.log(n)
-
-    def aic(self, X, sample_weight=None) -> float:
-        """Akaike information criterion ``-2 log L + 2 p`` (lower is better)."""
-        loglik, _ = self._criterion_terms(X, sample_weight)
-        return -2.0 * loglik + 2 * self._n_parameters()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -613,33 +437,14 @@ class GaussianMixture(EstimatorBase):
         y : ndarray of shape (n_samples,)
             Component of each sample.
         """
-        self._check_is_fitted()
-        check_int(n_samples, "n_samples", 1)
-        return g.sample(self._params, n_samples, check_random_state(self.random_state))
+        return super().sample(n_samples)
 
-    # ----------------------------------------------------------- persistence
-
-    def save(self, path: str | PathLike) -> None:
-        """Write the fitted model to an ``.npz`` file (no pickle).
-
-        Load it back with :func:`fastem.load`.
-        """
-        from .io import save
-
-        save(self, path)
+    def _sample(self, n_samples, rng):
+        return g.sample(self._params, n_samples, rng)
 
 
-_OUTPUT_INDEX = {"log_likelihood": 0, "responsibilities": 1, "labels": 2}
-
-
-def _rows(X, params: g.GaussianParams, which: str, n_threads) -> np.ndarray:
-    """Per-row output ``which`` for rows of ``X`` (NaN marks missing values)."""
-    X = check_data(X, "X", n_features=params.n_features, allow_nan=True)
+def _per_row(X, params: g.GaussianParams, n_threads=None, **want):
+    """``per_row`` of the complete-data or (when ``X`` has NaN) the
+    missing-value family."""
     per_row = gm.per_row if has_nan(X) else g.per_row
-    return per_row(X, params, n_threads=n_threads, **{which: True})[
-        _OUTPUT_INDEX[which]
-    ]
-
-
-def _rows_chunk(X, w, params, which, n_threads):
-    return _rows(X, params, which, n_threads)
+    return per_row(X, params, n_threads=n_threads, **want)
