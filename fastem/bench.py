@@ -1,0 +1,1032 @@
+"""``python -m fastem bench``: fastem, scikit-learn and oneDAL side by side.
+
+Every library fits the same data from the same initial parameters for a
+fixed number of EM iterations (``tol=0``), each fit in a fresh subprocess of
+its own so that its peak memory is attributable to it alone.  The command
+prints one table row per case (shape x covariance type x dtype x threads):
+milliseconds per EM iteration for each library, the ratio to fastem, the
+peak memory each fit added, and fastem's time as a percentage of a roofline
+figure for the machine.
+
+Method
+------
+* **Data.**  ``N`` rows drawn from a random ``K``-component mixture (seeded),
+  written once per shape and dtype to a temporary ``.npy`` file that every
+  worker loads fully into memory.  Initial parameters: uniform weights,
+  the true centers plus unit noise as means, and the per-feature variance
+  of the data as every covariance (in the covariance type's own shape).
+* **Workers.**  One ``subprocess`` per (case, library, thread count), run
+  with ``NUMBA_NUM_THREADS``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``
+  and ``MKL_NUM_THREADS`` set to the thread count (``OPENBLAS_CORETYPE`` and
+  everything else are passed through untouched).  The worker loads the data,
+  fits once on the first 4096 rows to compile / warm up (so compile time is
+  excluded), then times ``--repeat`` fits on all rows and keeps the fastest.
+* **Time per iteration.**  The wall time of ``fit(max_iter=iterations,
+  tol=0)`` divided by the number of iterations, for every library alike;
+  nothing is subtracted.  scikit-learn's ``fit`` also estimates parameters
+  once from its (discarded) initial responsibilities (``init_params=
+  'random_from_data'``, the cheapest) and runs a final E-step, so its figure
+  includes about ``1/iterations`` of extra work; fastem's includes its
+  validation and set-up.  oneDAL (``daal4py.em_gmm``, ``full`` and ``diag``
+  only) is timed around ``compute`` in the same way.
+* **Peak memory.**  On Linux the worker resets its resident-set high-water
+  mark (``/proc/self/clear_refs``) after loading the data and warming up,
+  so "peak MB" is the resident memory the fits added on top of the loaded
+  input; the worker's total peak RSS is in the JSON output.  Elsewhere
+  (no ``/proc``) the process's lifetime peak (``getrusage``) is reported,
+  data and warm-up included.
+* **Roofline.**  ``max(bytes of X / bandwidth, N * K * f / peak)`` per
+  iteration, with ``f`` the floating-point operations per point and
+  component of the fused E-step plus statistics (see
+  :func:`flops_per_point_component`).  Bandwidth is measured once as a
+  large numpy copy (read + write, one thread), and the float64 peak as a
+  large numpy matmul with the BLAS limited to each swept thread count, or
+  both are given with ``--bandwidth`` / ``--peak``.  ``% roofline`` is
+  ``roofline / fastem time``: 100 % would be the machine's limit.
+
+The table is printed as the cases finish; ``--json PATH`` writes every
+number (including each library's final lower bound, as a check that the
+fits agree) for scripts.
+
+oneDAL
+------
+Run when ``import daal4py`` works in the interpreter ``--onedal-python``
+(default: this one).  On PyPI the module ships in ``scikit-learn-intelex``
+(the standalone ``daal4py`` 2024.7 fails to import with scikit-learn 1.9).
+Install it in a separate virtualenv: its dependency ``tbb`` makes numba
+pick the TBB threading layer instead of OpenMP in any environment it is
+installed in, which would change what fastem's numbers mean::
+
+    python -m venv --system-site-packages /tmp/onedal-venv
+    /tmp/onedal-venv/bin/pip install scikit-learn-intelex
+    python -m fastem bench --onedal-python /tmp/onedal-venv/bin/python
+
+Its "lower bound" in the JSON output is ``goalFunction / N``, the
+log-likelihood of its final parameters, not comparable digit for digit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+#: ``(n_features, n_components)`` of the default cases.
+SHAPES: tuple[tuple[int, int], ...] = ((2, 8), (16, 16), (64, 16))
+#: Shapes of ``--quick``.
+QUICK_SHAPES: tuple[tuple[int, int], ...] = ((2, 8), (16, 16))
+COVARIANCE_TYPES: tuple[str, ...] = ("full", "diag", "spherical", "tied")
+LIBRARIES: tuple[str, ...] = ("fastem", "sklearn", "onedal")
+#: Covariance types oneDAL's ``em_gmm`` supports, by its storage name.
+ONEDAL_STORAGE = {"full": "full", "diag": "diagonal"}
+#: Rows of the warm-up fit that compiles kernels before timing.
+WARMUP_ROWS = 4096
+REG_COVAR = 1e-6
+
+_THREAD_VARIABLES = (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
+# ---------------------------------------------------------------------------
+# Roofline model
+# ---------------------------------------------------------------------------
+
+
+def flops_per_point_component(covariance_type: str, n_features: int, n_components: int):
+    """Floating-point operations per row and component of one E-step.
+
+    The count follows the fused kernels (log-density, log-sum-exp and
+    responsibilities, accumulation of the statistics); ``exp``/``log`` and
+    the per-component bookkeeping are lumped into the constant 20.
+
+    * ``full``: ``2 D^2 + 6 D + 20`` -- the triangular product
+      ``(x - mu_k) U_k`` (``D^2`` multiply-adds counted as ``D^2`` flops
+      for the triangle) and the scatter ``r (x - mu_k)(x - mu_k)^T`` (lower
+      triangle, another ``D^2``), plus the centring, squares and first
+      moments.
+    * ``tied``: the triangular product ``(x - c) U`` and the total scatter
+      ``(x - c)(x - c)^T`` happen once per row, not per component, each
+      ``D^2 + 2 D``; per component remain the shifted distance (``3 D``)
+      and the first moment (``3 D``).  Per row and component that is
+      ``6 D + 20 + (2 D^2 + 4 D) / K``.
+    * ``diag``: ``8 D + 20`` (distance ``4 D``, first and second moments
+      ``4 D``).
+    * ``spherical``: ``3 D + 20`` (the distance, whose square also gives the
+      second moment, and the first moment).
+
+    Returns
+    -------
+    flops : float
+    """
+    D, K = float(n_features), float(n_components)
+    if covariance_type == "full":
+        return 2 * D * D + 6 * D + 20
+    if covariance_type == "tied":
+        return 6 * D + 20 + (2 * D * D + 4 * D) / K
+    if covariance_type == "diag":
+        return 8 * D + 20
+    if covariance_type == "spherical":
+        return 3 * D + 20
+    raise ValueError(f"unknown covariance_type {covariance_type!r}")
+
+
+def roofline_seconds(
+    n_samples: int,
+    n_features: int,
+    n_components: int,
+    covariance_type: str,
+    itemsize: int,
+    bandwidth: float,
+    peak: float,
+) -> tuple[float, float, float]:
+    """Lower bound on the time of one EM iteration.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_components : int
+    covariance_type : str
+    itemsize : int
+        Bytes per element of ``X`` (4 or 8).
+    bandwidth : float
+        Memory bandwidth in bytes per second.
+    peak : float
+        Floating-point operations per second.
+
+    Returns
+    -------
+    seconds, bytes_moved, flops : float
+        ``max(bytes_moved / bandwidth, flops / peak)`` and its two terms'
+        numerators.
+    """
+    nbytes = float(n_samples) * n_features * itemsize
+    flops = (
+        float(n_samples)
+        * n_components
+        * flops_per_point_component(covariance_type, n_features, n_components)
+    )
+    return max(nbytes / bandwidth, flops / peak), nbytes, flops
+
+
+def measure_bandwidth(nbytes: int = 1 << 28, repeat: int = 5) -> float:
+    """Bytes per second of a large numpy copy (read + write counted).
+
+    Parameters
+    ----------
+    nbytes : int
+        Size of the copied array (256 MiB by default).
+    repeat : int
+        Copies; the fastest counts.
+
+    Returns
+    -------
+    bandwidth : float
+    """
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * src.nbytes / best
+
+
+def measure_peak(
+    n_threads: int | None = None, size: int = 2048, repeat: int = 3
+) -> float:
+    """Float64 operations per second of a large numpy matmul.
+
+    Parameters
+    ----------
+    n_threads : int, optional
+        BLAS threads (via threadpoolctl when installed); None keeps the
+        BLAS default.
+    size : int
+        Side of the square matrices.
+    repeat : int
+        Products; the fastest counts.
+
+    Returns
+    -------
+    peak : float
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size))
+    b = rng.standard_normal((size, size))
+    out = np.empty_like(a)
+    limits = _blas_limits(n_threads)
+    best = float("inf")
+    with limits:
+        np.matmul(a, b, out=out)  # BLAS start-up
+        for _ in range(repeat):
+            start = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+def _blas_limits(n_threads: int | None):
+    import contextlib
+
+    if n_threads is None or importlib.util.find_spec("threadpoolctl") is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n_threads, user_api="blas")
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+def make_data(
+    n_samples: int, n_features: int, n_components: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """float64 rows drawn from a random, moderately separated mixture.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    centers : ndarray of shape (n_components, n_features)
+        The true component means.
+    """
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-4.0, 4.0, size=(n_components, n_features))
+    scales = rng.uniform(0.5, 1.5, size=(n_components, n_features))
+    labels = rng.integers(0, n_components, size=n_samples)
+    X = rng.standard_normal((n_samples, n_features))
+    X *= scales[labels]
+    X += centers[labels]
+    return X, centers
+
+
+def make_init(
+    X: np.ndarray, centers: np.ndarray, covariance_type: str, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Initial weights, means, covariances and precisions shared by all libraries.
+
+    Uniform weights, the true centers moved by unit Gaussian noise as means
+    (so that no component starts on an outlier and collapses), and the
+    per-feature variance of ``X`` as each covariance, in scikit-learn's
+    shapes for ``covariance_type``.
+    """
+    rng = np.random.default_rng(seed + 1)
+    K, D = centers.shape
+    means = centers + rng.standard_normal((K, D))
+    var = X[: min(X.shape[0], 100_000)].astype(np.float64).var(axis=0) + REG_COVAR
+    if covariance_type == "full":
+        cov = np.broadcast_to(np.diag(var), (K, D, D)).copy()
+        prec = np.broadcast_to(np.diag(1.0 / var), (K, D, D)).copy()
+    elif covariance_type == "tied":
+        cov, prec = np.diag(var), np.diag(1.0 / var)
+    elif covariance_type == "diag":
+        cov = np.broadcast_to(var, (K, D)).copy()
+        prec = 1.0 / cov
+    else:
+        cov = np.full(K, var.mean())
+        prec = 1.0 / cov
+    return {
+        "weights": np.full(K, 1.0 / K),
+        "means": means,
+        "covariances": cov,
+        "precisions": prec,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Worker (runs in a fresh process per library and case)
+# ---------------------------------------------------------------------------
+
+
+def _rss_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _lifetime_peak() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _fit_fastem(spec, X, init):
+    import warnings
+
+    import fastem
+
+    def fit(rows):
+        gm = fastem.GaussianMixture(
+            spec["n_components"],
+            covariance_type=spec["covariance_type"],
+            tol=0.0,
+            reg_covar=REG_COVAR,
+            max_iter=spec["iterations"],
+            weights_init=init["weights"],
+            means_init=init["means"],
+            precisions_init=init["precisions"],
+            n_threads=spec["threads"],
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(rows)
+        return float(gm.lower_bound_), int(gm.n_iter_)
+
+    def info():
+        import numba
+
+        return {
+            "version": fastem.__version__,
+            "threading_layer": numba.threading_layer(),
+        }
+
+    return fit, info
+
+
+def _fit_sklearn(spec, X, init):
+    import warnings
+
+    import sklearn
+    from sklearn.mixture import GaussianMixture
+
+    def fit(rows):
+        gm = GaussianMixture(
+            spec["n_components"],
+            covariance_type=spec["covariance_type"],
+            tol=0.0,
+            reg_covar=REG_COVAR,
+            max_iter=spec["iterations"],
+            init_params="random_from_data",
+            weights_init=init["weights"],
+            means_init=init["means"],
+            precisions_init=init["precisions"],
+            random_state=0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(rows)
+        return float(gm.lower_bound_), int(gm.n_iter_)
+
+    return fit, lambda: {"version": sklearn.__version__}
+
+
+def _fit_onedal(spec, X, init):
+    import daal4py
+
+    daal4py.daalinit(spec["threads"])
+    cov = spec["covariance_type"]
+    K = spec["n_components"]
+    D = X.shape[1]
+    if cov == "full":
+        covariances = [np.ascontiguousarray(c) for c in init["covariances"]]
+    else:
+        covariances = [c.reshape(1, D).copy() for c in init["covariances"]]
+    weights = init["weights"].reshape(1, K)
+    means = np.ascontiguousarray(init["means"])
+    fptype = "float" if X.dtype == np.float32 else "double"
+
+    def fit(rows):
+        algo = daal4py.em_gmm(
+            nComponents=K,
+            fptype=fptype,
+            maxIterations=spec["iterations"],
+            accuracyThreshold=0.0,
+            regularizationFactor=REG_COVAR,
+            covarianceStorage=ONEDAL_STORAGE[cov],
+        )
+        result = algo.compute(rows, weights, means, covariances)
+        # goalFunction is the total log-likelihood of the final parameters.
+        lower_bound = float(np.ravel(result.goalFunction)[0]) / rows.shape[0]
+        return lower_bound, int(np.ravel(result.nIterations)[0])
+
+    return fit, lambda: {
+        "version": _dist_version("daal4py", "scikit-learn-intelex", "daal")
+    }
+
+
+_FITTERS = {"fastem": _fit_fastem, "sklearn": _fit_sklearn, "onedal": _fit_onedal}
+
+
+def _worker(spec_path: str) -> int:
+    """Run one library's timed fits as described by the JSON file ``spec_path``."""
+    import gc
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    X = np.load(spec["data"])
+    with np.load(spec["init"]) as z:
+        init = {k: z[k] for k in z.files}
+    fit, info = _FITTERS[spec["library"]](spec, X, init)
+    fit(np.ascontiguousarray(X[:WARMUP_ROWS]))  # compile / warm up
+    gc.collect()
+    rss_before = _rss_bytes("VmRSS")
+    exact = rss_before is not None and _reset_peak()
+    if not exact:
+        rss_before = 0
+    times = []
+    lower_bound = n_iter = None
+    for _ in range(spec["repeat"]):
+        start = time.perf_counter()
+        lower_bound, n_iter = fit(X)
+        times.append(time.perf_counter() - start)
+    peak = _rss_bytes("VmHWM") if exact else _lifetime_peak()
+    out = {
+        "seconds": min(times),
+        "all_seconds": times,
+        "lower_bound": lower_bound,
+        "n_iter": n_iter,
+        "rss_before_fit_mb": rss_before / 2**20,
+        "peak_rss_mb": peak / 2**20,
+        "peak_added_mb": max(peak - rss_before, 0) / 2**20,
+        "peak_method": "VmHWM reset" if exact else "ru_maxrss (lifetime)",
+        **info(),
+    }
+    with open(spec["result"], "w") as f:
+        json.dump(out, f)
+    return 0
+
+
+#: Runs :func:`_worker` from this file without importing the fastem package,
+#: so that the scikit-learn and oneDAL workers carry no numba in their memory.
+_WORKER_BOOT = (
+    "import runpy, sys; "
+    "ns = runpy.run_path(sys.argv[1], run_name='fastem_bench_worker'); "
+    "sys.exit(ns['_worker'](sys.argv[2]))"
+)
+
+
+# ---------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------
+
+
+def _dist_version(*names: str) -> str:
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "?"
+
+
+def _probe_onedal(python: str) -> tuple[bool, str]:
+    code = (
+        "import daal4py\n"
+        "from importlib import metadata\n"
+        "v = '?'\n"
+        "for n in ('daal4py', 'scikit-learn-intelex', 'daal'):\n"
+        "    try:\n"
+        "        v = metadata.version(n); break\n"
+        "    except metadata.PackageNotFoundError:\n"
+        "        pass\n"
+        "print(v)\n"
+    )
+    try:
+        proc = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["import failed"])[-1]
+        return False, last
+    return True, proc.stdout.strip()
+
+
+def _parse_list(text: str, kind, name: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad {name}: {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"empty {name}")
+    return values
+
+
+def _parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for item in text.split(","):
+        try:
+            d, k = item.lower().split("x")
+            shapes.append((int(d), int(k)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"shapes are DxK, comma-separated (e.g. 2x8,16x16), got {item!r}"
+            ) from None
+    return shapes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m fastem bench``."""
+    p = argparse.ArgumentParser(
+        prog="python -m fastem bench",
+        description=(
+            "fastem vs scikit-learn (and oneDAL's daal4py.em_gmm when importable): "
+            "ms per EM iteration, peak memory of each fit (each library in its own "
+            "subprocess) and fastem's share of the machine's roofline."
+        ),
+        epilog=(
+            "Time per iteration is fit(max_iter=ITERATIONS, tol=0) / ITERATIONS for "
+            "every library, from the same initial parameters, compile time excluded "
+            "(a warm-up fit on 4096 rows), nothing subtracted."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="N=1e5 and shapes 2x8,16x16")
+    p.add_argument("-n", "--n-samples", type=int, help="rows (default 1e6)")
+    p.add_argument(
+        "--shapes",
+        type=_parse_shapes,
+        help="DxK list (default 2x8,16x16,64x16)",
+    )
+    p.add_argument(
+        "--cov",
+        type=lambda s: _parse_list(s, str, "covariance types"),
+        default=list(COVARIANCE_TYPES),
+        help="covariance types (default full,diag,spherical,tied)",
+    )
+    p.add_argument("--iterations", type=int, default=10, help="EM iterations (10)")
+    p.add_argument(
+        "--dtype",
+        type=lambda s: _parse_list(s, str, "dtypes"),
+        default=None,
+        help="float64,float32 or one of them (default float64)",
+    )
+    p.add_argument("--float32", action="store_true", help="same as --dtype float32")
+    p.add_argument(
+        "--threads",
+        type=lambda s: _parse_list(s, int, "thread counts"),
+        default=None,
+        help="thread counts to sweep, e.g. 1,2 (default: all logical CPUs)",
+    )
+    p.add_argument(
+        "--libs",
+        type=lambda s: _parse_list(s, str, "libraries"),
+        default=list(LIBRARIES),
+        help="libraries to run when available (default fastem,sklearn,onedal)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="timed fits per worker; best counts"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--bandwidth", type=float, help="memory bandwidth in GB/s (skip measuring)"
+    )
+    p.add_argument(
+        "--peak", type=float, help="float64 peak in GFLOP/s (skip measuring)"
+    )
+    p.add_argument(
+        "--onedal-python",
+        default=sys.executable,
+        help=(
+            "interpreter for the oneDAL worker, e.g. a virtualenv made with "
+            "--system-site-packages that has scikit-learn-intelex (default: this one)"
+        ),
+    )
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")
+    p.add_argument("--json", metavar="PATH", help="also write all results as JSON")
+    return p
+
+
+def _validate(args, parser) -> None:
+    if args.n_samples is None:
+        args.n_samples = 100_000 if args.quick else 1_000_000
+    if args.shapes is None:
+        args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
+    if args.dtype is None:
+        args.dtype = ["float32"] if args.float32 else ["float64"]
+    elif args.float32 and "float32" not in args.dtype:
+        args.dtype.append("float32")
+    if args.threads is None:
+        args.threads = [os.cpu_count() or 1]
+    for name, values, allowed in (
+        ("--cov", args.cov, COVARIANCE_TYPES),
+        ("--dtype", args.dtype, ("float64", "float32")),
+        ("--libs", args.libs, LIBRARIES),
+    ):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            parser.error(f"{name}: unknown {bad}; choose from {', '.join(allowed)}")
+    if "fastem" not in args.libs:
+        parser.error("--libs must include fastem (the ratios are relative to it)")
+    if args.n_samples <= WARMUP_ROWS:
+        parser.error(f"--n-samples must exceed {WARMUP_ROWS}")
+    if args.iterations < 1 or args.repeat < 1:
+        parser.error("--iterations and --repeat must be at least 1")
+    if any(t < 1 for t in args.threads):
+        parser.error("--threads must be positive")
+    for d, k in args.shapes:
+        if d < 1 or k < 1 or k > args.n_samples:
+            parser.error(f"bad shape {d}x{k}")
+
+
+def _header(args, available: dict[str, str], machine: dict) -> list[str]:
+    lines = []
+    peers = " vs ".join(f"{lib} {ver}" for lib, ver in available.items())
+    lines.append(f"fastem bench: {peers}")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    lines.append(
+        f"machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.system()}; "
+        f"python {platform.python_version()}, numpy {np.__version__}, "
+        f"numba {_dist_version('numba')}"
+    )
+    for pool in machine["threadpools"]:
+        lines.append(
+            "threadpoolctl: {user_api} {internal_api} {version} ({threading_layer}), "
+            "{num_threads} threads, architecture {architecture}".format(
+                **{
+                    k: pool.get(k, "?")
+                    for k in (
+                        "user_api",
+                        "internal_api",
+                        "version",
+                        "threading_layer",
+                        "num_threads",
+                        "architecture",
+                    )
+                }
+            )
+        )
+    env = ", ".join(
+        f"{k}={os.environ[k]}"
+        for k in ("OPENBLAS_CORETYPE", "NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS")
+        if k in os.environ
+    )
+    if env:
+        lines.append(f"environment (passed through): {env}")
+    lines.append(
+        f"bandwidth {machine['bandwidth'] / 1e9:.1f} GB/s ({machine['bandwidth_source']}); "
+        "float64 peak "
+        + ", ".join(
+            f"{t} thr {p / 1e9:.1f} GFLOP/s" for t, p in machine["peak"].items()
+        )
+        + f" ({machine['peak_source']})"
+    )
+    for lib, reason in machine["unavailable"].items():
+        lines.append(f"{lib}: not run ({reason})")
+    lines.append(
+        f"N={args.n_samples:,}, {args.iterations} EM iterations, tol=0, same initial "
+        "parameters; ms/it = fit time / iterations (compile excluded, nothing "
+        "subtracted); peak MB = memory the fit added to the loaded input"
+    )
+    return lines
+
+
+_COLS = (
+    ("D", 4),
+    ("K", 4),
+    ("cov", 10),
+    ("dtype", 8),
+    ("thr", 4),
+    ("fastem", 9),
+    ("sklearn", 9),
+    ("sk/fe", 7),
+    ("oneDAL", 9),
+    ("dal/fe", 7),
+    ("fe MB", 8),
+    ("sk MB", 8),
+    ("dal MB", 8),
+    ("roof ms", 9),
+    ("%roof", 7),
+    ("sk dll", 7),
+)
+
+
+def _row(values: Sequence[str]) -> str:
+    out = []
+    for (_, width), v in zip(_COLS, values, strict=True):
+        out.append(v.ljust(width) if width == 10 else v.rjust(width))
+    return " ".join(out)
+
+
+def _table_header() -> list[str]:
+    group = _row(
+        [""] * 5 + ["ms/it", "ms/it", "", "ms/it", ""] + ["peak"] * 3 + [""] * 3
+    )
+    names = _row([name for name, _ in _COLS])
+    return [group, names, "-" * len(names)]
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if x >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def _cell(res: dict | None, key: str, scale: float = 1.0) -> str:
+    if res is None:
+        return "-"
+    if "error" in res:
+        return res["error"]
+    return _fmt(res[key] * scale)
+
+
+def _format_case(case: dict) -> str:
+    libs = case["libraries"]
+    fe, sk, dal = libs.get("fastem"), libs.get("sklearn"), libs.get("onedal")
+
+    def ratio(other):
+        if other is None or fe is None or "error" in other or "error" in fe:
+            return "-"
+        return f"{other['ms_per_iter'] / fe['ms_per_iter']:.2f}"
+
+    pct = dll = "-"
+    if fe is not None and "error" not in fe:
+        pct = f"{100.0 * case['roofline_ms'] / fe['ms_per_iter']:.1f}"
+        if sk is not None and "error" not in sk:
+            diff = abs(sk["lower_bound"] - fe["lower_bound"])
+            dll = f"{diff / max(abs(fe['lower_bound']), 1e-300):.0e}"
+    return _row(
+        [
+            str(case["n_features"]),
+            str(case["n_components"]),
+            case["covariance_type"],
+            case["dtype"],
+            str(case["threads"]),
+            _cell(fe, "ms_per_iter"),
+            _cell(sk, "ms_per_iter"),
+            ratio(sk),
+            _cell(dal, "ms_per_iter"),
+            ratio(dal),
+            _cell(fe, "peak_added_mb"),
+            _cell(sk, "peak_added_mb"),
+            _cell(dal, "peak_added_mb"),
+            _fmt(case["roofline_ms"], 2),
+            pct,
+            dll,
+        ]
+    )
+
+
+def _run_worker(
+    library: str, spec: dict, workdir: str, python: str, timeout: float
+) -> dict:
+    tag = f"{library}-{spec['tag']}"
+    spec = dict(spec, library=library)
+    spec["result"] = os.path.join(workdir, f"{tag}.result.json")
+    spec_path = os.path.join(workdir, f"{tag}.spec.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    env = dict(os.environ)
+    for name in _THREAD_VARIABLES:
+        env[name] = str(spec["threads"])
+    try:
+        proc = subprocess.run(
+            [python, "-c", _WORKER_BOOT, os.path.abspath(__file__), spec_path],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": "timeout", "detail": f"worker exceeded {timeout:.0f} s"}
+    if proc.returncode != 0 or not os.path.exists(spec["result"]):
+        lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+        return {
+            "error": "error",
+            "detail": lines[-1] if lines else f"exit status {proc.returncode}",
+        }
+    with open(spec["result"]) as f:
+        res = json.load(f)
+    res["ms_per_iter"] = 1e3 * res["seconds"] / spec["iterations"]
+    return res
+
+
+def _machine_info(args) -> dict:
+    info: dict = {"threadpools": [], "unavailable": {}}
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        from threadpoolctl import threadpool_info
+
+        info["threadpools"] = threadpool_info()
+    if args.bandwidth is not None:
+        info["bandwidth"], info["bandwidth_source"] = (
+            args.bandwidth * 1e9,
+            "--bandwidth",
+        )
+    else:
+        info["bandwidth"] = measure_bandwidth()
+        info["bandwidth_source"] = "numpy copy of 256 MiB, 1 thread"
+    if args.peak is not None:
+        info["peak"] = {t: args.peak * 1e9 for t in args.threads}
+        info["peak_source"] = "--peak"
+    else:
+        info["peak"] = {t: measure_peak(t) for t in args.threads}
+        info["peak_source"] = "numpy 2048^2 matmul, BLAS limited to the thread count"
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the side-by-side benchmark; the entry point of ``python -m fastem bench``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments without the program name (``sys.argv[1:]``
+        when None); ``-h`` lists them.
+
+    Returns
+    -------
+    status : int
+        0 when every fastem fit succeeded, 1 otherwise.
+    """
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    _validate(args, parser)
+
+    import fastem
+
+    available = {"fastem": fastem.__version__}
+    unavailable: dict[str, str] = {}
+    if "sklearn" in args.libs:
+        if importlib.util.find_spec("sklearn") is None:
+            unavailable["sklearn"] = "scikit-learn is not installed"
+        else:
+            available["sklearn"] = _dist_version("scikit-learn")
+    if "onedal" in args.libs:
+        ok, detail = _probe_onedal(args.onedal_python)
+        if ok:
+            available["onedal"] = detail
+        else:
+            unavailable["onedal"] = f"daal4py not importable: {detail}"
+
+    machine = _machine_info(args)
+    machine["unavailable"] = unavailable
+    for line in _header(args, available, machine):
+        print(line)
+    print()
+    for line in _table_header():
+        print(line)
+    sys.stdout.flush()
+
+    cases: list[dict] = []
+    failed = False
+    workdir = tempfile.mkdtemp(prefix="fastem-bench-")
+    try:
+        for D, K in args.shapes:
+            X64, centers = make_data(args.n_samples, D, K, args.seed)
+            for dtype in args.dtype:
+                data_path = os.path.join(workdir, f"X-{D}x{K}-{dtype}.npy")
+                np.save(data_path, X64.astype(dtype, copy=False))
+                for cov in args.cov:
+                    init_path = os.path.join(workdir, f"init-{D}x{K}-{cov}.npz")
+                    if not os.path.exists(init_path):
+                        np.savez(init_path, **make_init(X64, centers, cov, args.seed))
+                    for threads in args.threads:
+                        case = _run_case(
+                            args, D, K, cov, dtype, threads, data_path, init_path,
+                            workdir, available, machine,
+                        )  # fmt: skip
+                        cases.append(case)
+                        fe = case["libraries"]["fastem"]
+                        failed = failed or "error" in fe
+                        print(_format_case(case), flush=True)
+                os.remove(data_path)
+            del X64
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    notes = []
+    for case in cases:
+        for lib, res in case["libraries"].items():
+            if "error" in res:
+                notes.append(
+                    f"{lib} {case['n_features']}x{case['n_components']} "
+                    f"{case['covariance_type']} {case['dtype']} "
+                    f"{case['threads']} thr: {res['error']}: {res.get('detail', '')}"
+                )
+    layers = {
+        c["libraries"]["fastem"].get("threading_layer")
+        for c in cases
+        if "error" not in c["libraries"]["fastem"]
+    }
+    print()
+    print(
+        "sk/fe, dal/fe: the other library's time over fastem's (above 1: fastem is "
+        "faster); %roof: roofline / fastem time; sk dll: relative difference of the "
+        "final lower bounds of scikit-learn and fastem; numba threading layer: "
+        + (", ".join(sorted(str(x) for x in layers)) or "?")
+    )
+    if "onedal" in available:
+        print("oneDAL runs full and diag only ('-' for spherical and tied).")
+    for note in notes:
+        print("note:", note)
+
+    if args.json:
+        payload = {
+            "fastem_version": fastem.__version__,
+            "libraries": available,
+            "unavailable": unavailable,
+            "settings": {
+                "n_samples": args.n_samples,
+                "iterations": args.iterations,
+                "repeat": args.repeat,
+                "seed": args.seed,
+                "warmup_rows": WARMUP_ROWS,
+                "reg_covar": REG_COVAR,
+            },
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "bandwidth_bytes_per_s": machine["bandwidth"],
+                "bandwidth_source": machine["bandwidth_source"],
+                "peak_flops_per_s": {str(t): p for t, p in machine["peak"].items()},
+                "peak_source": machine["peak_source"],
+                "threadpools": machine["threadpools"],
+                "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+            },
+            "cases": cases,
+        }
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=1, default=str)
+        print(f"results written to {args.json}")
+    return 1 if failed else 0
+
+
+def _run_case(
+    args, D, K, cov, dtype, threads, data_path, init_path, workdir, available, machine
+) -> dict:
+    itemsize = np.dtype(dtype).itemsize
+    roof, nbytes, flops = roofline_seconds(
+        args.n_samples,
+        D,
+        K,
+        cov,
+        itemsize,
+        machine["bandwidth"],
+        machine["peak"][threads],
+    )
+    spec = {
+        "tag": f"{D}x{K}-{cov}-{dtype}-{threads}",
+        "data": data_path,
+        "init": init_path,
+        "n_components": K,
+        "covariance_type": cov,
+        "iterations": args.iterations,
+        "threads": threads,
+        "repeat": args.repeat,
+    }
+    results: dict[str, dict] = {}
+    for lib in LIBRARIES:
+        if lib not in available:
+            continue
+        if lib == "onedal" and cov not in ONEDAL_STORAGE:
+            continue
+        python = args.onedal_python if lib == "onedal" else sys.executable
+        results[lib] = _run_worker(lib, spec, workdir, python, args.timeout)
+    return {
+        "n_samples": args.n_samples,
+        "n_features": D,
+        "n_components": K,
+        "covariance_type": cov,
+        "dtype": dtype,
+        "threads": threads,
+        "iterations": args.iterations,
+        "flops_per_iter": flops,
+        "bytes_per_iter": nbytes,
+        "roofline_ms": 1e3 * roof,
+        "libraries": results,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
