@@ -13,7 +13,7 @@ from .exceptions import ConvergenceWarning, DegenerateComponentWarning, NotFitte
 from .impute import MixtureImputer
 from .io import load
 from .mixture import GaussianMixture
-from .selection import GaussianMixtureIC
+from .selection import GaussianMixtureIC, select_n_components
 from .student import StudentTMixture
 
 __version__ = "0.1.0"
@@ -33,4 +33,5 @@ __all__ = [
     "__version__",
     "kernels",
     "load",
+    "select_n_components",
 ]

@@ -815,3 +815,62 @@ def _make_table(rows: list[dict[str, Any]]):
     except ImportError:
         return table
     return pd.DataFrame(table)
+
+
+def select_n_components(
+    estimator,
+    X,
+    n_components: Sequence[int] = range(1, 11),
+    *,
+    criterion: str = "bic",
+    sample_weight=None,
+):
+    """Fit ``estimator`` for every ``n_components`` and keep the best by BIC/AIC.
+
+    Works for every fastem mixture (``BernoulliMixture``, ``PoissonMixture``,
+    ``MultinomialMixture``, ``StudentTMixture``, ``GaussianMixture``, ...) and
+    every input they accept (in memory, sparse, out of core, Dask).  For
+    Gaussian mixtures, :class:`GaussianMixtureIC` also sweeps the covariance
+    types, shares initialisations across them and offers ICL.
+
+    Parameters
+    ----------
+    estimator : fastem mixture estimator
+        A template: its parameters are copied, ``n_components`` replaced.
+    X : array-like of shape (n_samples, n_features)
+    n_components : sequence of int, default=range(1, 11)
+    criterion : {'bic', 'aic'}, default='bic'
+        Lower is better (scikit-learn's convention).
+    sample_weight : array-like of shape (n_samples,), optional
+        Used in the fits and in the criterion (``n = sum(weights)``).
+
+    Returns
+    -------
+    best : estimator
+        A fitted copy of ``estimator`` with the best ``n_components``.
+    table : dict of ndarray
+        ``n_components``, the criterion of each fit, and its mean
+        log-likelihood bound and iteration count.
+    """
+    check_option(criterion, "criterion", ("bic", "aic"))
+    sizes = [check_int(k, "n_components", 1) for k in n_components]
+    if not sizes:
+        raise ValueError("n_components must hold at least one value")
+    params = estimator.get_params()
+    scores, bounds, iters, fitted = [], [], [], []
+    for k in sizes:
+        model = type(estimator)(**{**params, "n_components": k})
+        model.fit(X, sample_weight=sample_weight)
+        score = getattr(model, criterion)(X, sample_weight=sample_weight)
+        scores.append(float(score))
+        bounds.append(float(model.lower_bound_))
+        iters.append(int(model.n_iter_))
+        fitted.append(model)
+    best = int(np.argmin(scores))
+    table = {
+        "n_components": np.asarray(sizes),
+        criterion: np.asarray(scores),
+        "lower_bound": np.asarray(bounds),
+        "n_iter": np.asarray(iters),
+    }
+    return fitted[best], table
