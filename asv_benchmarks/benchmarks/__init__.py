@@ -1,0 +1,1 @@
+"""airspeed velocity benchmarks of fastem (see ``asv_benchmarks/README.md``)."""
