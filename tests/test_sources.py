@@ -229,7 +229,11 @@ def test_dask_cluster_survives_a_killed_worker(data, npy_path):
 
         on_cluster = _fit(dx, "full", inits, callback=kill_one_worker)
     assert killed
-    _assert_same_model(on_cluster, chunked, rtol=0)
+    # Without failures the Dask and memmap fits are bit-identical (test
+    # above); after a worker dies, recomputed blocks may run in another
+    # process whose BLAS/threading state differs in the last bit of the small
+    # parameter arithmetic, so the same model is asserted to rounding.
+    _assert_same_model(on_cluster, chunked, rtol=1e-12)
 
 
 def test_partial_fit_approaches_the_batch_solution():
