@@ -57,9 +57,9 @@ Install it in a separate virtualenv: its dependency ``tbb`` makes numba
 pick the TBB threading layer instead of OpenMP in any environment it is
 installed in, which would change what fastem's numbers mean::
 
-    python -m venv --system-site-packages /tmp/onedal-venv
-    /tmp/onedal-venv/bin/pip install scikit-learn-intelex
-    python -m fastem bench --onedal-python /tmp/onedal-venv/bin/python
+    python -m venv --system-site-packages ./onedal-venv
+    ./onedal-venv/bin/pip install scikit-learn-intelex
+    python -m fastem bench --onedal-python ./onedal-venv/bin/python
 
 Its "lower bound" in the JSON output is ``goalFunction / N``, the
 log-likelihood of its final parameters, not comparable digit for digit.
