@@ -234,7 +234,7 @@ class MixtureEstimator(EstimatorBase):
                     f"{self.n_features_in_}"
                 )
             warm = (self._params, self.lower_bound_)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             run = em.fit_em(
                 family,
                 source,
@@ -456,8 +456,9 @@ class MixtureEstimator(EstimatorBase):
 
 
 @contextlib.contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """BLAS on one thread during a fit (when threadpoolctl is installed).
+def single_threaded_blas() -> Iterator[None]:
+    """Limit BLAS to one thread while a fit runs, when threadpoolctl is
+    installed (otherwise do nothing).
 
     The BLAS calls of a fit are tiny ``O(K D^3)`` factorisations between
     kernel passes; a BLAS thread pool and numba's threads otherwise spin

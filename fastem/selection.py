@@ -34,10 +34,9 @@ merged, and the re-fit is kept when its log-likelihood is higher.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +44,7 @@ import numpy as np
 
 from . import em
 from ._base import EstimatorBase, stderr_reporter
+from ._estimator import single_threaded_blas
 from ._validation import (
     check_data,
     check_int,
@@ -76,25 +76,6 @@ TABLE_COLUMNS = (
     "refined",
     "fit_time",
 )
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Limit BLAS to one thread while a fit runs, when threadpoolctl is
-    installed (otherwise do nothing).
-
-    The BLAS calls of a fit are tiny ``O(K D^3)`` factorisations between
-    kernel passes; a multi-threaded BLAS pool and numba's threads then wake
-    and spin against each other, which on a busy machine can cost more than
-    the kernels themselves.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def information_criteria(stats: g.GaussianStats, n_parameters: int) -> dict[str, float]:
