@@ -24,8 +24,10 @@ FASTMATH: set[str] | bool = (
     else False
 )
 
-#: Options for kernels parallelised with ``prange``.
-PARALLEL = {"parallel": True, "cache": CACHE, "fastmath": FASTMATH, "nogil": True}
+#: Options for kernel entry points: serial over a range of tasks, released
+#: from the GIL so that :func:`fastem._parallel.run_tasks` runs them on
+#: several threads.
+KERNEL = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True}
 
 #: Options for serial helpers called from kernels (inlined by LLVM).
 SERIAL = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True}

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._kernels import kmeans as _k
 from ._layout import n_tasks, task_rows
-from ._parallel import kernel_threads
+from ._parallel import run_tasks
 
 #: Rows k-means runs on when ``init_params='kmeans'``; larger data are
 #: subsampled (then every row is labelled by its nearest center).
@@ -68,26 +68,38 @@ def kmeans_plusplus(
     indices = np.empty(n_clusters, dtype=np.int64)
     indices[0] = rng.choice(N, p=w / w.sum())
     closest = np.full(N, np.inf)
-    with kernel_threads(n_threads):
-        _k.update_closest(X, np.asarray(X[indices[0]], dtype=np.float64), closest)
-        potential = float(closest @ w)
-        for c in range(1, n_clusters):
-            if not potential > 0:
-                raise ValueError(
-                    f"n_components={n_clusters} exceeds the number of distinct "
-                    f"samples with positive weight ({c})"
-                )
-            rand_vals = rng.uniform(size=n_local_trials) * potential
-            candidates = np.searchsorted(np.cumsum(w * closest), rand_vals)
-            np.clip(candidates, None, N - 1, out=candidates)
-            cand_rows = np.ascontiguousarray(X[candidates], dtype=np.float64)
-            pots = np.zeros((T, n_local_trials))
-            _k.candidate_potentials(X, sample_weight, cand_rows, closest, rows, pots)
-            pots = pots.sum(axis=0)
-            best = int(np.argmin(pots))
-            potential = float(pots[best])
-            indices[c] = candidates[best]
-            _k.update_closest(X, cand_rows[best], closest)
+    first = np.asarray(X[indices[0]], dtype=np.float64)
+    run_tasks(_k.update_closest, T, X, first, rows, closest, n_threads=n_threads)
+    potential = float(closest @ w)
+    for c in range(1, n_clusters):
+        if not potential > 0:
+            raise ValueError(
+                f"n_components={n_clusters} exceeds the number of distinct "
+                f"samples with positive weight ({c})"
+            )
+        rand_vals = rng.uniform(size=n_local_trials) * potential
+        candidates = np.searchsorted(np.cumsum(w * closest), rand_vals)
+        np.clip(candidates, None, N - 1, out=candidates)
+        cand_rows = np.ascontiguousarray(X[candidates], dtype=np.float64)
+        pots = np.zeros((T, n_local_trials))
+        run_tasks(
+            _k.candidate_potentials,
+            T,
+            X,
+            sample_weight,
+            cand_rows,
+            closest,
+            rows,
+            pots,
+            n_threads=n_threads,
+        )
+        pots = pots.sum(axis=0)
+        best = int(np.argmin(pots))
+        potential = float(pots[best])
+        indices[c] = candidates[best]
+        run_tasks(
+            _k.update_closest, T, X, cand_rows[best], rows, closest, n_threads=n_threads
+        )
     # A zero potential after the last center is fine: the data may hold
     # exactly n_clusters distinct rows (the check inside the loop catches
     # too few).
@@ -117,28 +129,38 @@ def lloyd(
     labels = np.empty(N, dtype=np.int64)
     dist = np.empty(N)
     centers = centers.copy()
-    with kernel_threads(n_threads):
-        for _ in range(max_iter):
-            sums = np.zeros((T, K, D))
-            counts = np.zeros((T, K))
-            inertia = np.zeros(T)
-            _k.lloyd_step(
-                X, sample_weight, centers, rows, sums, counts, inertia, labels, dist
-            )
-            sums, counts = sums.sum(axis=0), counts.sum(axis=0)
-            new = centers.copy()
-            filled = counts > 0
-            new[filled] = sums[filled] / counts[filled, None]
-            empty = np.flatnonzero(~filled)
-            if empty.size:
-                if w is not None:
-                    dist = dist * (w > 0)
-                far = np.argsort(dist)[::-1][: empty.size]
-                new[empty] = X[far]
-            shift = float(((new - centers) ** 2).sum())
-            centers = new
-            if shift <= threshold and not empty.size:
-                break
+    for _ in range(max_iter):
+        sums = np.zeros((T, K, D))
+        counts = np.zeros((T, K))
+        inertia = np.zeros(T)
+        run_tasks(
+            _k.lloyd_step,
+            T,
+            X,
+            sample_weight,
+            centers,
+            rows,
+            sums,
+            counts,
+            inertia,
+            labels,
+            dist,
+            n_threads=n_threads,
+        )
+        sums, counts = sums.sum(axis=0), counts.sum(axis=0)
+        new = centers.copy()
+        filled = counts > 0
+        new[filled] = sums[filled] / counts[filled, None]
+        empty = np.flatnonzero(~filled)
+        if empty.size:
+            if w is not None:
+                dist = dist * (w > 0)
+            far = np.argsort(dist)[::-1][: empty.size]
+            new[empty] = X[far]
+        shift = float(((new - centers) ** 2).sum())
+        centers = new
+        if shift <= threshold and not empty.size:
+            break
     return centers
 
 
@@ -150,18 +172,20 @@ def assign(
     K = centers.shape[0]
     T, rows = n_tasks(N, D), task_rows(N, D)
     labels = np.empty(N, dtype=np.int64)
-    with kernel_threads(n_threads):
-        _k.lloyd_step(
-            X,
-            sample_weight,
-            centers,
-            rows,
-            np.zeros((T, K, D)),
-            np.zeros((T, K)),
-            np.zeros(T),
-            labels,
-            np.empty(N),
-        )
+    run_tasks(
+        _k.lloyd_step,
+        T,
+        X,
+        sample_weight,
+        centers,
+        rows,
+        np.zeros((T, K, D)),
+        np.zeros((T, K)),
+        np.zeros(T),
+        labels,
+        np.empty(N),
+        n_threads=n_threads,
+    )
     return labels
 
 

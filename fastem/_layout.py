@@ -37,3 +37,13 @@ def task_rows(n_samples: int, n_features: int) -> int:
 def n_tasks(n_samples: int, n_features: int) -> int:
     """Number of tasks for ``n_samples`` rows."""
     return max(1, -(-int(n_samples) // task_rows(n_samples, n_features)))
+
+
+#: Blocks per task of the per-row kernels (predict, score_samples, ...), which
+#: write per-row outputs and need no per-task accumulators.
+PER_ROW_TASK_BLOCKS = 16
+
+
+def per_row_tasks(n_samples: int, block: int) -> int:
+    """Tasks of a per-row kernel: ``PER_ROW_TASK_BLOCKS * block`` rows each."""
+    return -(-int(n_samples) // (PER_ROW_TASK_BLOCKS * block))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .._config import CACHE, SERIAL
 
@@ -40,27 +41,26 @@ _F32_C = (
 )
 
 
-# Compiled without fast-math: reassociating the range reduction costs up to
-# 12 ulp; exact it is within 1 ulp of libm over [-708, 0].
-@njit(cache=CACHE, nogil=True, fastmath=False)
+# Compiled with FMA contraction only: reassociating the range reduction costs
+# up to 12 ulp, while fused multiply-adds make both the reduction and Horner's
+# scheme more accurate and twice as fast (within 1 ulp of libm on [-708, 0]).
+@njit(cache=CACHE, nogil=True, fastmath={"contract"})
 def _exp64(v, bits, n):
     for i in range(n):
         x = v[i]
         xc = max(x, _EXP_MIN)
         k = math.floor(xc * _LOG2E + 0.5)
         r = (xc - k * _LN2_HI) - k * _LN2_LO
-        p = 1.6059043836821613e-10
-        p = p * r + 2.08767569878681e-09
-        p = p * r + 2.505210838544172e-08
-        p = p * r + 2.755731922398589e-07
-        p = p * r + 2.7557319223985893e-06
-        p = p * r + 2.48015873015873e-05
-        p = p * r + 0.0001984126984126984
-        p = p * r + 0.001388888888888889
-        p = p * r + 0.008333333333333333
-        p = p * r + 0.041666666666666664
-        p = p * r + 0.16666666666666666
-        p = p * r + 0.5
+        p = 2.5110049204818658e-08
+        p = p * r + 2.763265472252779e-07
+        p = p * r + 2.755724088722987e-06
+        p = p * r + 2.4801485441561313e-05
+        p = p * r + 0.00019841269890076403
+        p = p * r + 0.0013888888952352863
+        p = p * r + 0.008333333333319589
+        p = p * r + 0.04166666666648795
+        p = p * r + 0.1666666666666668
+        p = p * r + 0.5000000000000019
         p = p * r + 1.0
         p = p * r + 1.0
         bits[i] = (np.int64(k) + 1023) << 52
@@ -70,7 +70,7 @@ def _exp64(v, bits, n):
         v[i] *= scale[i]
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False)
+@njit(cache=CACHE, nogil=True, fastmath={"contract"})
 def _exp32(v, bits, n):
     c = _F32_C
     bits32 = bits.view(np.int32)
@@ -94,13 +94,13 @@ def _exp32(v, bits, n):
         v[i] *= scale[i]
 
 
-@njit(**SERIAL)
 def exp_inplace(v, bits, n):
     """``v[:n] = exp(v[:n])`` for float64 or float32 ``v``, vectorised.
 
     ``exp(x) = 2^k exp(r)`` with ``k = round(x / log 2)`` and ``|r| <= log(2)/2``;
-    ``exp(r)`` by its Taylor polynomial (degree 13 in float64, truncation
-    error < 1e-17; degree 7 in float32, < 3e-9) and ``2^k`` assembled in the
+    ``exp(r)`` by a polynomial (float64: degree 11, interpolating ``exp`` at
+    the Chebyshev nodes of ``|r| <= 0.3466``, relative error 4e-18; float32:
+    Taylor, degree 7, < 3e-9) and ``2^k`` assembled in the
     exponent bits via ``bits`` (int64, length >= n).  Arguments below -708
     (float64) or -87 (float32) give 0 rather than a subnormal number.
     """
@@ -108,6 +108,15 @@ def exp_inplace(v, bits, n):
         _exp64(v, bits, n)
     else:
         _exp32(v, bits, n)
+
+
+# Chosen by dtype at typing time, so a float64 kernel never compiles the
+# float32 exponential (an ``itemsize`` branch would compile both).
+@overload(exp_inplace)
+def _exp_inplace_typed(v, bits, n):
+    if v.dtype == types.float64:
+        return lambda v, bits, n: _exp64(v, bits, n)
+    return lambda v, bits, n: _exp32(v, bits, n)
 
 
 @njit(**SERIAL)

@@ -37,9 +37,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import PARALLEL, SERIAL
+from .._config import KERNEL, SERIAL
+from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import load_rows, responsibilities
 from ._math import exp_inplace
 
@@ -190,13 +191,15 @@ def _log_prob_sparse(
 # ---------------------------------------------------------------------------
 
 
-@njit(**PARALLEL)
-def estep_dense(X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc):
+@njit(**KERNEL)
+def estep_dense(
+    X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc, task_begin, task_end
+):
     """Statistics of dense rows; ``nk`` (T, K), ``sx`` (T, K, D), ``acc`` (T, 3)
     as in :func:`fastem._kernels._blocks.responsibilities`."""
     N, D = X.shape
     K = A.shape[0]
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         rt = np.empty(block)
         L = np.empty((K, block))
@@ -214,14 +217,28 @@ def estep_dense(X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc):
             _accumulate_dense(xt, nb, resp, nk[t], sx[t])
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_sparse(
-    data, indices, indptr, sw, kind, c, AT, logfact, task_rows, block, nk, sxT, acc
+    data,
+    indices,
+    indptr,
+    sw,
+    kind,
+    c,
+    AT,
+    logfact,
+    task_rows,
+    block,
+    nk,
+    sxT,
+    acc,
+    task_begin,
+    task_end,
 ):
     """Statistics of CSR rows; ``sxT`` is ``(T, D, K)`` (feature-major)."""
     N = indptr.shape[0] - 1
     K = AT.shape[1]
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         tmp = np.empty(K)
         rt = np.empty(block)
         L = np.empty((K, block))
@@ -254,12 +271,12 @@ def estep_sparse(
                         dst[k] += v * tmp[k]
 
 
-@njit(**PARALLEL)
-def row_terms_dense(X, sw, kind, logfact, task_rows, block, out):
+@njit(**KERNEL)
+def row_terms_dense(X, sw, kind, logfact, task_rows, block, out, task_begin, task_end):
     """``out[t] = sum_i w_i rho(x_i)`` over the rows of task ``t``."""
     N, D = X.shape
     has_w = sw.shape[0] > 0
-    for t in prange(out.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         rt = np.empty(block)
         s = 0.0
@@ -273,12 +290,14 @@ def row_terms_dense(X, sw, kind, logfact, task_rows, block, out):
         out[t] = s
 
 
-@njit(**PARALLEL)
-def row_terms_sparse(data, indices, indptr, sw, kind, logfact, task_rows, out):
+@njit(**KERNEL)
+def row_terms_sparse(
+    data, indices, indptr, sw, kind, logfact, task_rows, out, task_begin, task_end
+):
     """``out[t] = sum_i w_i rho(x_i)`` over the CSR rows of task ``t``."""
     N = indptr.shape[0] - 1
     has_w = sw.shape[0] > 0
-    for t in prange(out.shape[0]):
+    for t in range(task_begin, task_end):
         s = 0.0
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             rho = 0.0
@@ -338,14 +357,15 @@ def emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label):
                 out_resp[r0 + b, k] = E[k, b] * inv
 
 
-@njit(**PARALLEL)
-def per_row_dense(X, kind, c, A, logfact, block, out_lse, out_resp, out_label):
+@njit(**KERNEL)
+def per_row_dense(
+    X, kind, c, A, logfact, block, out_lse, out_resp, out_label, task_begin, task_end
+):
     """Per-row outputs for dense rows (pass length-0 arrays for unwanted ones)."""
     N, D = X.shape
     K = A.shape[0]
-    rows_per_task = 16 * block
-    n_tasks = (N + rows_per_task - 1) // rows_per_task
-    for t in prange(n_tasks):
+    rows_per_task = PER_ROW_TASK_BLOCKS * block
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         rt = np.empty(block)
         L = np.empty((K, block))
@@ -362,16 +382,27 @@ def per_row_dense(X, kind, c, A, logfact, block, out_lse, out_resp, out_label):
             emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def per_row_sparse(
-    data, indices, indptr, kind, c, AT, logfact, block, out_lse, out_resp, out_label
+    data,
+    indices,
+    indptr,
+    kind,
+    c,
+    AT,
+    logfact,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs for CSR rows."""
     N = indptr.shape[0] - 1
     K = AT.shape[1]
-    rows_per_task = 16 * block
-    n_tasks = (N + rows_per_task - 1) // rows_per_task
-    for t in prange(n_tasks):
+    rows_per_task = PER_ROW_TASK_BLOCKS * block
+    for t in range(task_begin, task_end):
         tmp = np.empty(K)
         rt = np.empty(block)
         L = np.empty((K, block))

@@ -32,9 +32,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import PARALLEL, SERIAL
+from .._config import KERNEL, SERIAL
+from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import load_rows_centered, responsibilities
 from ._math import add_lower_scatter, exp_inplace, upper_tri_sq_norms
 
@@ -188,16 +189,29 @@ def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
 # ---------------------------------------------------------------------------
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_full(
-    X, sw, center, log_norm, means, prec, task_rows, block, nk, sx, sxx, acc
+    X,
+    sw,
+    center,
+    log_norm,
+    means,
+    prec,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    acc,
+    task_begin,
+    task_end,
 ):
     """Statistics around the current means: ``sxx[t, k]`` is the lower
     triangle of ``sum r_k (x - mu_k)(x - mu_k)^T``."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
         diff = np.empty((D, block), dt)
         wdiff = np.empty((D, block), dt)
@@ -220,9 +234,22 @@ def estep_full(
                     add_lower_scatter(wdiff, diff, nb, sxx[t, k])
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_tied(
-    X, sw, center, log_norm, prec, shifted_means, task_rows, block, nk, sx, sxx, acc
+    X,
+    sw,
+    center,
+    log_norm,
+    prec,
+    shifted_means,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    acc,
+    task_begin,
+    task_end,
 ):
     """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
     ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``."""
@@ -230,7 +257,7 @@ def estep_tied(
     K = shifted_means.shape[0]
     dt = X.dtype
     has_w = sw.shape[0] > 0
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
         u = np.empty((D, block), dt)
         diff = np.empty((D, block), dt)
@@ -258,15 +285,28 @@ def estep_tied(
             add_lower_scatter(wdiff, diff, nb, sxx[t])
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_diag(
-    X, sw, center, log_norm, means, prec, task_rows, block, nk, sx, sxx, acc
+    X,
+    sw,
+    center,
+    log_norm,
+    means,
+    prec,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    acc,
+    task_begin,
+    task_end,
 ):
     """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2``."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
         L = np.empty((K, block), dt)
         resp = np.empty((K, block), dt)
@@ -282,15 +322,28 @@ def estep_diag(
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_spherical(
-    X, sw, center, log_norm, means, prec, task_rows, block, nk, sx, sxx, acc
+    X,
+    sw,
+    center,
+    log_norm,
+    means,
+    prec,
+    task_rows,
+    block,
+    nk,
+    sx,
+    sxx,
+    acc,
+    task_begin,
+    task_end,
 ):
     """Same statistics as ``estep_diag``; the M-step averages over features."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
         L = np.empty((K, block), dt)
         resp = np.empty((K, block), dt)
@@ -323,7 +376,7 @@ def _log_prob_block(cov_code, xt, nb, means, prec, shifted, log_norm, buf, y, L)
         _log_prob_spherical(xt, nb, means, prec[0, 0], log_norm, L)
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def per_row_outputs(
     cov_code,
     X,
@@ -336,6 +389,8 @@ def per_row_outputs(
     out_lse,
     out_resp,
     out_label,
+    task_begin,
+    task_end,
 ):
     """Fill whichever of ``out_lse`` (N,), ``out_resp`` (N, K), ``out_label``
     (N,) has N rows (pass length-0 arrays for the others).
@@ -346,12 +401,11 @@ def per_row_outputs(
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    rows_per_task = 16 * block
-    n_tasks = (N + rows_per_task - 1) // rows_per_task
+    rows_per_task = PER_ROW_TASK_BLOCKS * block
     want_lse = out_lse.shape[0] > 0
     want_resp = out_resp.shape[0] > 0
     want_label = out_label.shape[0] > 0
-    for t in prange(n_tasks):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
         buf = np.empty((D, block), dt)
         y = np.empty(block, dt)

@@ -49,9 +49,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import PARALLEL, SERIAL
+from .._config import KERNEL, SERIAL
 from ._blocks import load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
 
@@ -328,7 +328,7 @@ def _fill_missing(b0, b1, idx, o, G, d):
                 da[b] -= g * di[b]
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_missing_full(
     Xm,
     sw,
@@ -345,6 +345,8 @@ def estep_missing_full(
     sx,
     sxx,
     acc,
+    task_begin,
+    task_end,
 ):
     """Full covariances: statistics around the current means.
 
@@ -365,7 +367,7 @@ def estep_missing_full(
     """
     n, D = Xm.shape
     K = means.shape[0]
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         r_begin = t * task_rows
         r_end = min(n, r_begin + task_rows)
         p_first = _first_run(starts, r_begin)
@@ -458,7 +460,7 @@ def estep_missing_full(
                         S[ai, idx[o + j]] += w * C[i, j]
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_missing_tied(
     Xm,
     sw,
@@ -476,6 +478,8 @@ def estep_missing_tied(
     sx,
     sxx,
     acc,
+    task_begin,
+    task_end,
 ):
     """Tied covariance: ``sx[t, k] += r (xhat_k - c)`` and ``sxx[t]`` (lower
     triangle) ``+= sum_k r_k [(xhat_k - c)(xhat_k - c)^T + C]``.
@@ -489,7 +493,7 @@ def estep_missing_tied(
     n, D = Xm.shape
     K = means.shape[0]
     has_w = sw.shape[0] > 0
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         xc = np.empty((D, block))
         u = np.empty((D, block))
@@ -609,7 +613,7 @@ def estep_missing_tied(
             p += 1
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_missing_diag(
     Xm,
     sw,
@@ -625,6 +629,8 @@ def estep_missing_diag(
     sx,
     sxx,
     acc,
+    task_begin,
+    task_end,
 ):
     """Diagonal (and spherical, with ``prec_chol`` broadcast to ``(K, D)``)
     covariances: features are independent within a component, so a missing
@@ -636,7 +642,7 @@ def estep_missing_diag(
     n, D = Xm.shape
     K = means.shape[0]
     log_2pi_half = 0.5 * _LOG_2PI
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         om = np.empty((D, block))
         L = np.empty((K, block))
@@ -806,7 +812,7 @@ def _emit_completion(
             out_draws[sd, row, idx[o + q]] = cm[kk, q] + v[q]
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def rows_missing_full(
     Xm,
     starts,
@@ -825,6 +831,8 @@ def rows_missing_full(
     u,
     z,
     out_draws,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs for full covariances; rows in ``Xm`` order.
 
@@ -839,13 +847,12 @@ def rows_missing_full(
     """
     n, D = Xm.shape
     K = means.shape[0]
-    n_tasks = (n + task_rows - 1) // task_rows
     no_w = np.empty(0)
     pc_diag = np.empty((0, 0))
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
-    for t in prange(n_tasks):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         dk = np.empty((K, D, block))
         y = np.empty(block)
@@ -926,7 +933,7 @@ def rows_missing_full(
                     )
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def rows_missing_tied(
     Xm,
     starts,
@@ -946,20 +953,21 @@ def rows_missing_tied(
     u,
     z,
     out_draws,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs for a tied covariance (see :func:`rows_missing_full`);
     the factors are shared by the components and computed once per run of
     equal pattern."""
     n, D = Xm.shape
     K = means.shape[0]
-    n_tasks = (n + task_rows - 1) // task_rows
     no_w = np.empty(0)
     no_prec = np.empty((0, 0, 0))
     pc_diag = np.empty((0, 0))
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
-    for t in prange(n_tasks):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         xc = np.empty((D, block))
         uu = np.empty((D, block))
@@ -1040,7 +1048,7 @@ def rows_missing_tied(
             p += 1
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def rows_missing_diag(
     Xm,
     log_norm,
@@ -1055,20 +1063,21 @@ def rows_missing_diag(
     u,
     z,
     out_draws,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs for diagonal (and spherical, ``prec_chol`` broadcast
     to ``(K, D)``) covariances (see :func:`rows_missing_full`).  Needs no
     grouping by pattern: the rows of ``Xm`` may come in any order."""
     n, D = Xm.shape
     K = means.shape[0]
-    n_tasks = (n + task_rows - 1) // task_rows
     no_w = np.empty(0)
     no_prec = np.empty((0, 0, 0))
     log_2pi_half = 0.5 * _LOG_2PI
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
-    for t in prange(n_tasks):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         om = np.empty((D, block))
         L = np.empty((K, block))

@@ -8,9 +8,9 @@ caller in task order, so results do not depend on the number of threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import PARALLEL, SERIAL
+from .._config import KERNEL, SERIAL
 
 
 @njit(**SERIAL)
@@ -23,14 +23,16 @@ def _sq_dist(X, i, C, k):
     return acc
 
 
-@njit(**PARALLEL)
-def candidate_potentials(X, sw, candidates, closest, task_rows, out):
+@njit(**KERNEL)
+def candidate_potentials(
+    X, sw, candidates, closest, task_rows, out, task_begin, task_end
+):
     """``out[t, c] = sum_i w_i min(closest_i, ||x_i - candidate_c||^2)`` over
     the rows of task t (the k-means++ potential after adding candidate c)."""
     N = X.shape[0]
     C = candidates.shape[0]
     has_w = sw.shape[0] > 0
-    for t in prange(out.shape[0]):
+    for t in range(task_begin, task_end):
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             w = sw[i] if has_w else 1.0
             for c in range(C):
@@ -38,21 +40,24 @@ def candidate_potentials(X, sw, candidates, closest, task_rows, out):
                 out[t, c] += w * min(d, closest[i])
 
 
-@njit(**PARALLEL)
-def update_closest(X, center, closest):
+@njit(**KERNEL)
+def update_closest(X, center, task_rows, closest, task_begin, task_end):
     """``closest_i = min(closest_i, ||x_i - center||^2)`` in place."""
     N, D = X.shape
-    for i in prange(N):
-        acc = 0.0
-        for d in range(D):
-            t = X[i, d] - center[d]
-            acc += t * t
-        if acc < closest[i]:
-            closest[i] = acc
+    for t in range(task_begin, task_end):
+        for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
+            acc = 0.0
+            for d in range(D):
+                z = X[i, d] - center[d]
+                acc += z * z
+            if acc < closest[i]:
+                closest[i] = acc
 
 
-@njit(**PARALLEL)
-def lloyd_step(X, sw, centers, task_rows, sums, counts, inertia, labels, dist):
+@njit(**KERNEL)
+def lloyd_step(
+    X, sw, centers, task_rows, sums, counts, inertia, labels, dist, task_begin, task_end
+):
     """Assign every row to its nearest center; accumulate per task the
     weighted sums and counts of each cluster and the weighted inertia.
     ``labels`` and ``dist`` (squared distance to the nearest center) are
@@ -60,7 +65,7 @@ def lloyd_step(X, sw, centers, task_rows, sums, counts, inertia, labels, dist):
     N, D = X.shape
     K = centers.shape[0]
     has_w = sw.shape[0] > 0
-    for t in prange(counts.shape[0]):
+    for t in range(task_begin, task_end):
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             best = 0
             best_d = _sq_dist(X, i, centers, best)
@@ -78,14 +83,14 @@ def lloyd_step(X, sw, centers, task_rows, sums, counts, inertia, labels, dist):
                 sums[t, best, d] += w * X[i, d]
 
 
-@njit(**PARALLEL)
-def label_scatter(X, sw, labels, shift, task_rows, nk, sx, sxx):
+@njit(**KERNEL)
+def label_scatter(X, sw, labels, shift, task_rows, nk, sx, sxx, task_begin, task_end):
     """Statistics of a hard assignment around per-cluster shifts:
     ``nk[t, k] = sum w``, ``sx[t, k] = sum w (x - s_k)``, and the lower
     triangle of ``sxx[t, k] = sum w (x - s_k)(x - s_k)^T``."""
     N, D = X.shape
     has_w = sw.shape[0] > 0
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         z = np.empty(D)
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             k = labels[i]

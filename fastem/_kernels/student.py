@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import CACHE, PARALLEL, SERIAL
+from .._config import CACHE, KERNEL, SERIAL
+from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
 from .discrete import emit_rows
@@ -140,7 +141,7 @@ def _log_prob_t(
             L[k, b] = c - half * q[b]
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def estep_student(
     X,
     sw,
@@ -157,6 +158,8 @@ def estep_student(
     sxx,
     slogu,
     acc,
+    task_begin,
+    task_end,
 ):
     """Statistics of the rows of ``X`` (outputs with a leading task axis).
 
@@ -165,7 +168,7 @@ def estep_student(
     """
     N, D = X.shape
     K = means.shape[0]
-    for t in prange(nk.shape[0]):
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         diff = np.empty((D, block))
         wdiff = np.empty((D, block))
@@ -206,16 +209,25 @@ def estep_student(
                     add_lower_scatter(wdiff, diff, nb, sxx[t, k])
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def per_row_student(
-    X, log_norm, means, prec_chol, dofs, block, out_lse, out_resp, out_label
+    X,
+    log_norm,
+    means,
+    prec_chol,
+    dofs,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    task_begin,
+    task_end,
 ):
     """Per-row ``log p(x)``, posteriors and labels (length-0 outputs skipped)."""
     N, D = X.shape
     K = means.shape[0]
-    rows_per_task = 16 * block
-    n_tasks = (N + rows_per_task - 1) // rows_per_task
-    for t in prange(n_tasks):
+    rows_per_task = PER_ROW_TASK_BLOCKS * block
+    for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         diff = np.empty((D, block))
         y = np.empty(block)

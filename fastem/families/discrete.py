@@ -34,8 +34,8 @@ from scipy.special import gammaln
 
 from .. import _kmeans
 from .._kernels import discrete as _k
-from .._layout import block_rows, n_tasks, task_rows
-from .._parallel import kernel_threads
+from .._layout import block_rows, n_tasks, per_row_tasks, task_rows
+from .._parallel import run_tasks
 from .._sparse import CSRSource, csr_arrays
 from ..sources import ArraySource
 
@@ -52,18 +52,6 @@ _SPARSE_BLOCK = 128
 _LOGFACT_SIZE = 1024
 #: Largest float64 below 1: Bernoulli probabilities are kept below it.
 _ONE_MINUS = float(np.nextafter(1.0, 0.0))
-
-
-def threads_for(n_tasks_: int, n_threads):
-    """One thread when a kernel call has a single task (waking a parallel
-    region costs more than such a call on a busy machine; results do not
-    depend on the thread count), else ``n_threads``."""
-    return 1 if n_tasks_ <= 1 else n_threads
-
-
-def _per_row_tasks(n_samples: int, block: int) -> int:
-    """Tasks of the per-row kernels (``16 * block`` rows each)."""
-    return -(-int(n_samples) // (16 * block))
 
 
 @functools.cache
@@ -243,32 +231,47 @@ def e_step(
     c, A = params.log_linear()
     nk = np.zeros((T, K))
     acc = np.zeros((T, 3))
-    with kernel_threads(threads_for(T, n_threads)):
-        if is_sp:
-            data, indices, indptr = csr_arrays(X)
-            sxT = np.zeros((T, D, K))
-            _k.estep_sparse(
-                data,
-                indices,
-                indptr,
-                sample_weight,
-                code,
-                c,
-                np.ascontiguousarray(A.T),
-                _logfact(),
-                rows,
-                block,
-                nk,
-                sxT,
-                acc,
-            )
-            sum_x = np.ascontiguousarray(sxT.sum(axis=0).T)
-        else:
-            sx = np.zeros((T, K, D))
-            _k.estep_dense(
-                X, sample_weight, code, c, A, _logfact(), rows, block, nk, sx, acc
-            )
-            sum_x = sx.sum(axis=0)
+    if is_sp:
+        data, indices, indptr = csr_arrays(X)
+        sxT = np.zeros((T, D, K))
+        run_tasks(
+            _k.estep_sparse,
+            T,
+            data,
+            indices,
+            indptr,
+            sample_weight,
+            code,
+            c,
+            np.ascontiguousarray(A.T),
+            _logfact(),
+            rows,
+            block,
+            nk,
+            sxT,
+            acc,
+            n_threads=n_threads,
+        )
+        sum_x = np.ascontiguousarray(sxT.sum(axis=0).T)
+    else:
+        sx = np.zeros((T, K, D))
+        run_tasks(
+            _k.estep_dense,
+            T,
+            X,
+            sample_weight,
+            code,
+            c,
+            A,
+            _logfact(),
+            rows,
+            block,
+            nk,
+            sx,
+            acc,
+            n_threads=n_threads,
+        )
+        sum_x = sx.sum(axis=0)
     ll, tw, joint = (float(v) for v in acc.sum(axis=0))
     return DiscreteStats(params.kind, nk.sum(axis=0), sum_x, ll, tw, joint)
 
@@ -284,14 +287,34 @@ def row_term_sum(X, sample_weight: np.ndarray, kind: str, n_threads=None) -> flo
     T, rows, block = layout(N, D, 1, is_sp)
     out = np.zeros(T)
     code = _KIND_CODE[kind]
-    with kernel_threads(threads_for(T, n_threads)):
-        if is_sp:
-            data, indices, indptr = csr_arrays(X)
-            _k.row_terms_sparse(
-                data, indices, indptr, sample_weight, code, _logfact(), rows, out
-            )
-        else:
-            _k.row_terms_dense(X, sample_weight, code, _logfact(), rows, block, out)
+    if is_sp:
+        data, indices, indptr = csr_arrays(X)
+        run_tasks(
+            _k.row_terms_sparse,
+            T,
+            data,
+            indices,
+            indptr,
+            sample_weight,
+            code,
+            _logfact(),
+            rows,
+            out,
+            n_threads=n_threads,
+        )
+    else:
+        run_tasks(
+            _k.row_terms_dense,
+            T,
+            X,
+            sample_weight,
+            code,
+            _logfact(),
+            rows,
+            block,
+            out,
+            n_threads=n_threads,
+        )
     return float(out.sum())
 
 
@@ -314,26 +337,40 @@ def per_row(
     code = _KIND_CODE[params.kind]
     c, A = params.log_linear()
     block = _SPARSE_BLOCK if sparse.issparse(X) else block_rows(D)
-    with kernel_threads(threads_for(_per_row_tasks(N, block), n_threads)):
-        if sparse.issparse(X):
-            data, indices, indptr = csr_arrays(X)
-            _k.per_row_sparse(
-                data,
-                indices,
-                indptr,
-                code,
-                c,
-                np.ascontiguousarray(A.T),
-                _logfact(),
-                _SPARSE_BLOCK,
-                out_lse,
-                out_resp,
-                out_label,
-            )
-        else:
-            _k.per_row_dense(
-                X, code, c, A, _logfact(), block, out_lse, out_resp, out_label
-            )
+    T = per_row_tasks(N, block)
+    if sparse.issparse(X):
+        data, indices, indptr = csr_arrays(X)
+        run_tasks(
+            _k.per_row_sparse,
+            T,
+            data,
+            indices,
+            indptr,
+            code,
+            c,
+            np.ascontiguousarray(A.T),
+            _logfact(),
+            _SPARSE_BLOCK,
+            out_lse,
+            out_resp,
+            out_label,
+            n_threads=n_threads,
+        )
+    else:
+        run_tasks(
+            _k.per_row_dense,
+            T,
+            X,
+            code,
+            c,
+            A,
+            _logfact(),
+            block,
+            out_lse,
+            out_resp,
+            out_label,
+            n_threads=n_threads,
+        )
     return (
         out_lse if log_likelihood else None,
         out_resp if responsibilities else None,
@@ -572,7 +609,6 @@ def _initial_sums(source, kind, K, init_params, rng, n_threads):
         return np.ones(K), source.rows(idx)
     Xs, ws = _kmeans_sample(source, rng)
     Z = _kmeans_rows(Xs, kind)
-    n_threads = threads_for(n_tasks(*Z.shape), n_threads)
     if init_params == "k-means++":
         if sparse.issparse(Z):
             idx = _sparse_kmeans_plusplus(Z, ws, K, rng)

@@ -16,8 +16,8 @@ from scipy import linalg
 
 from .._kernels import gaussian as _k
 from .._kernels import linalg as _linalg
-from .._layout import block_rows, n_tasks, task_rows
-from .._parallel import kernel_threads
+from .._layout import block_rows, n_tasks, per_row_tasks, task_rows
+from .._parallel import run_tasks
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
@@ -321,18 +321,32 @@ def e_step(
     acc = np.zeros((T, 3))
     a = _kernel_args(params, X.dtype, log_norm)
     w = sample_weight
-    with kernel_threads(n_threads):
-        if cov == "full":
-            sxx = np.zeros((T, K, D, D))
-            kernel, middle = _k.estep_full, (a.means, a.prec)
-        elif cov == "tied":
-            sxx = np.zeros((T, D, D))
-            kernel, middle = _k.estep_tied, (a.prec, a.shifted)
-        else:
-            sxx = np.zeros((T, K, D))
-            kernel = _k.estep_diag if cov == "diag" else _k.estep_spherical
-            middle = (a.means, a.prec)
-        kernel(X, w, a.center, a.log_norm, *middle, rows, block, nk, sx, sxx, acc)
+    if cov == "full":
+        sxx = np.zeros((T, K, D, D))
+        kernel, middle = _k.estep_full, (a.means, a.prec)
+    elif cov == "tied":
+        sxx = np.zeros((T, D, D))
+        kernel, middle = _k.estep_tied, (a.prec, a.shifted)
+    else:
+        sxx = np.zeros((T, K, D))
+        kernel = _k.estep_diag if cov == "diag" else _k.estep_spherical
+        middle = (a.means, a.prec)
+    run_tasks(
+        kernel,
+        T,
+        X,
+        w,
+        a.center,
+        a.log_norm,
+        *middle,
+        rows,
+        block,
+        nk,
+        sx,
+        sxx,
+        acc,
+        n_threads=n_threads,
+    )
     sum_xx = sxx.sum(axis=0)
     if cov in ("full", "tied"):
         sum_xx = _symmetrize_lower(sum_xx)
@@ -377,20 +391,23 @@ def per_row(
     prec3 = {"full": a.prec, "tied": a.prec[None], "diag": a.prec[None]}.get(
         cov, a.prec[None, None]
     )
-    with kernel_threads(n_threads):
-        _k.per_row_outputs(
-            _COV_CODE[cov],
-            X,
-            a.log_norm,
-            a.means,
-            np.ascontiguousarray(prec3),
-            a.center,
-            a.shifted,
-            block_rows(D, X.dtype.itemsize),
-            out_lse,
-            out_resp,
-            out_label,
-        )
+    block = block_rows(D, X.dtype.itemsize)
+    run_tasks(
+        _k.per_row_outputs,
+        per_row_tasks(N, block),
+        _COV_CODE[cov],
+        X,
+        a.log_norm,
+        a.means,
+        np.ascontiguousarray(prec3),
+        a.center,
+        a.shifted,
+        block,
+        out_lse,
+        out_resp,
+        out_label,
+        n_threads=n_threads,
+    )
     return (
         out_lse if log_likelihood else None,
         out_resp if responsibilities else None,

@@ -10,7 +10,7 @@ import numpy as np
 from .. import _kmeans
 from .._kernels import kmeans as _kk
 from .._layout import n_tasks, task_rows
-from .._parallel import kernel_threads
+from .._parallel import run_tasks
 from ..sources import ArraySource, ordered_sum
 from . import gaussian as g
 
@@ -273,8 +273,19 @@ def _label_scatter(X, w, centers, n_threads):
     T, rows = n_tasks(N, D), task_rows(N, D)
     nk, sx, sxx = np.zeros((T, K)), np.zeros((T, K, D)), np.zeros((T, K, D, D))
     shift = np.ascontiguousarray(centers, dtype=np.float64)
-    with kernel_threads(n_threads):
-        _kk.label_scatter(X, w, labels, shift, rows, nk, sx, sxx)
+    run_tasks(
+        _kk.label_scatter,
+        T,
+        X,
+        w,
+        labels,
+        shift,
+        rows,
+        nk,
+        sx,
+        sxx,
+        n_threads=n_threads,
+    )
     scatter = g._symmetrize_lower(sxx.sum(axis=0))
     return _Scatter(nk.sum(axis=0), sx.sum(axis=0), scatter, shift)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._kernels import gaussian_missing as _km
 from .._layout import block_rows, n_tasks, task_rows
-from .._parallel import kernel_threads
+from .._parallel import run_tasks
 from .._patterns import (
     IncompleteRows,
     column_means,
@@ -87,25 +87,21 @@ def e_step(
     means = _arg(params.means)
     pc, prec = _prec_arrays(params)
     args = (inc.X, inc.sample_weight, inc.starts, inc.index, inc.n_observed, log_norm)
-    with kernel_threads(n_threads):
-        if cov == "full":
-            sxx = np.zeros((T, K, D, D))
-            block = missing_block_rows(D, K)  # the kernel keeps (K, D, block)
-            _km.estep_missing_full(
-                *args, means, pc, prec, rows, block, nk, sx, sxx, acc
-            )
-            shift = means
-        elif cov == "tied":
-            sxx = np.zeros((T, D, D))
-            center = _arg(g._tied_terms(params)[0])
-            _km.estep_missing_tied(
-                *args, means, center, pc, prec, rows, block, nk, sx, sxx, acc
-            )
-            shift = np.broadcast_to(center, (K, D)).copy()
-        else:
-            sxx = np.zeros((T, K, D))
-            _km.estep_missing_diag(*args, means, pc, rows, block, nk, sx, sxx, acc)
-            shift = means
+    if cov == "full":
+        sxx = np.zeros((T, K, D, D))
+        block = missing_block_rows(D, K)  # the kernel keeps (K, D, block)
+        kernel, middle, shift = _km.estep_missing_full, (means, pc, prec), means
+    elif cov == "tied":
+        sxx = np.zeros((T, D, D))
+        center = _arg(g._tied_terms(params)[0])
+        kernel, middle = _km.estep_missing_tied, (means, center, pc, prec)
+        shift = np.broadcast_to(center, (K, D)).copy()
+    else:
+        sxx = np.zeros((T, K, D))
+        kernel, middle, shift = _km.estep_missing_diag, (means, pc), means
+    run_tasks(
+        kernel, T, *args, *middle, rows, block, nk, sx, sxx, acc, n_threads=n_threads
+    )
     sum_xx = sxx.sum(axis=0)
     if cov in ("full", "tied"):
         sum_xx = g._symmetrize_lower(sum_xx)
@@ -142,7 +138,7 @@ def rows_outputs(
     n, D = inc.X.shape
     K = params.n_components
     cov = params.covariance_type
-    _, rows, _ = _tasks(inc)
+    T, rows, _ = _tasks(inc)
     block = missing_block_rows(D, K)
     pc, prec = _prec_arrays(params)
     out = {
@@ -169,39 +165,15 @@ def rows_outputs(
     if n:
         log_norm = _arg(g._log_norm(params))
         means = _arg(params.means)
-        with kernel_threads(n_threads):
-            if cov == "full":
-                _km.rows_missing_full(
-                    inc.X,
-                    inc.starts,
-                    inc.index,
-                    inc.n_observed,
-                    log_norm,
-                    means,
-                    pc,
-                    prec,
-                    rows,
-                    block,
-                    *outs,
-                )
-            elif cov == "tied":
-                center = _arg(g._tied_terms(params)[0])
-                _km.rows_missing_tied(
-                    inc.X,
-                    inc.starts,
-                    inc.index,
-                    inc.n_observed,
-                    log_norm,
-                    means,
-                    center,
-                    pc,
-                    prec,
-                    rows,
-                    block,
-                    *outs,
-                )
-            else:
-                _km.rows_missing_diag(inc.X, log_norm, means, pc, rows, block, *outs)
+        grouped = (inc.X, inc.starts, inc.index, inc.n_observed, log_norm, means)
+        if cov == "full":
+            kernel, inputs = _km.rows_missing_full, (*grouped, pc, prec)
+        elif cov == "tied":
+            center = _arg(g._tied_terms(params)[0])
+            kernel, inputs = _km.rows_missing_tied, (*grouped, center, pc, prec)
+        else:
+            kernel, inputs = _km.rows_missing_diag, (inc.X, log_norm, means, pc)
+        run_tasks(kernel, T, *inputs, rows, block, *outs, n_threads=n_threads)
     wanted = {
         "log_likelihood": log_likelihood,
         "responsibilities": responsibilities,

@@ -44,10 +44,9 @@ import numpy as np
 from scipy import optimize, special
 
 from .._kernels import student as _k
-from .._layout import block_rows, n_tasks, task_rows
-from .._parallel import kernel_threads
+from .._layout import block_rows, n_tasks, per_row_tasks, task_rows
+from .._parallel import run_tasks
 from . import gaussian as g
-from .discrete import threads_for
 
 _EPS10 = 10 * np.finfo(np.float64).eps
 #: Range of the degrees of freedom.
@@ -192,24 +191,26 @@ def e_step(
     acc = np.zeros((T, 3))
     means = np.ascontiguousarray(params.means)
     dofs = np.ascontiguousarray(params.dofs, dtype=np.float64)
-    with kernel_threads(threads_for(T, n_threads)):
-        _k.estep_student(
-            X,
-            sample_weight,
-            log_norm(params),
-            means,
-            np.ascontiguousarray(params.precisions_cholesky),
-            dofs,
-            scatter,
-            rows,
-            block,
-            nk,
-            su,
-            sx,
-            sxx,
-            slogu,
-            acc,
-        )
+    run_tasks(
+        _k.estep_student,
+        T,
+        X,
+        sample_weight,
+        log_norm(params),
+        means,
+        np.ascontiguousarray(params.precisions_cholesky),
+        dofs,
+        scatter,
+        rows,
+        block,
+        nk,
+        su,
+        sx,
+        sxx,
+        slogu,
+        acc,
+        n_threads=n_threads,
+    )
     sum_xx = g._symmetrize_lower(sxx.sum(axis=0)) if scatter else np.zeros((K, D, D))
     ll, tw, joint = (float(v) for v in acc.sum(axis=0))
     return StudentStats(
@@ -242,18 +243,20 @@ def per_row(
     out_resp = np.empty((N if responsibilities else 0, K))
     out_label = np.empty(N if labels else 0, dtype=np.int64)
     block = block_rows(D)
-    with kernel_threads(threads_for(-(-N // (16 * block)), n_threads)):
-        _k.per_row_student(
-            X,
-            log_norm(params),
-            np.ascontiguousarray(params.means),
-            np.ascontiguousarray(params.precisions_cholesky),
-            np.ascontiguousarray(params.dofs, dtype=np.float64),
-            block,
-            out_lse,
-            out_resp,
-            out_label,
-        )
+    run_tasks(
+        _k.per_row_student,
+        per_row_tasks(N, block),
+        X,
+        log_norm(params),
+        np.ascontiguousarray(params.means),
+        np.ascontiguousarray(params.precisions_cholesky),
+        np.ascontiguousarray(params.dofs, dtype=np.float64),
+        block,
+        out_lse,
+        out_resp,
+        out_label,
+        n_threads=n_threads,
+    )
     return (
         out_lse if log_likelihood else None,
         out_resp if responsibilities else None,
@@ -507,7 +510,7 @@ def initial_params(
         weights_init=weights_init,
         means_init=means_init,
         precisions_init=precisions_init,
-        n_threads=threads_for(n_tasks(source.n_samples, source.n_features), n_threads),
+        n_threads=n_threads,
     )
     return StudentParams(
         gp.weights,
