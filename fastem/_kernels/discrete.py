@@ -41,8 +41,7 @@ from numba import njit
 
 from .._config import KERNEL, SERIAL
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import load_rows, responsibilities
-from ._math import exp_inplace
+from ._blocks import emit_rows, load_rows, responsibilities
 
 # ---------------------------------------------------------------------------
 # Row terms and log-probabilities of a block
@@ -316,45 +315,6 @@ def row_terms_sparse(
 # ---------------------------------------------------------------------------
 # Per-row outputs (predict, predict_proba, score_samples)
 # ---------------------------------------------------------------------------
-
-
-@njit(**SERIAL)
-def emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label):
-    """Write the log-sum-exp, posterior and arg-max of the block ``L`` (K, B)
-    into whichever of the outputs has rows (length-0 outputs are skipped)."""
-    K = L.shape[0]
-    if out_label.shape[0] > 0:
-        for b in range(nb):
-            best = 0
-            for k in range(1, K):
-                if L[k, b] > L[best, b]:
-                    best = k
-            out_label[r0 + b] = best
-    want_lse = out_lse.shape[0] > 0
-    want_resp = out_resp.shape[0] > 0
-    if not (want_lse or want_resp):
-        return
-    for b in range(nb):
-        rowmax[b] = L[0, b]
-        total[b] = 0.0
-    for k in range(1, K):
-        for b in range(nb):
-            rowmax[b] = max(rowmax[b], L[k, b])
-    for k in range(K):
-        e = E[k]
-        for b in range(nb):
-            e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, bits, nb)
-        for b in range(nb):
-            total[b] += e[b]
-    if want_lse:
-        for b in range(nb):
-            out_lse[r0 + b] = rowmax[b] + math.log(total[b])
-    if want_resp:
-        for b in range(nb):
-            inv = 1.0 / total[b]
-            for k in range(K):
-                out_resp[r0 + b, k] = E[k, b] * inv
 
 
 @njit(**KERNEL)

@@ -29,15 +29,13 @@ Conventions shared by every kernel
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
 from .._config import KERNEL, SERIAL
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import load_rows_centered, responsibilities
-from ._math import add_lower_scatter, exp_inplace, upper_tri_sq_norms
+from ._blocks import emit_rows, load_rows_centered, responsibilities
+from ._math import add_lower_scatter, upper_tri_sq_norms
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; inlined into the kernels by LLVM)
@@ -365,87 +363,94 @@ def estep_spherical(
 
 
 @njit(**SERIAL)
-def _log_prob_block(cov_code, xt, nb, means, prec, shifted, log_norm, buf, y, L):
-    if cov_code == 0:
-        _log_prob_full(xt, nb, means, prec, log_norm, buf, y, L)
-    elif cov_code == 1:
-        _log_prob_tied(xt, nb, prec[0], shifted, log_norm, buf, L)
-    elif cov_code == 2:
-        _log_prob_diag(xt, nb, means, prec[0], log_norm, L)
-    else:
-        _log_prob_spherical(xt, nb, means, prec[0, 0], log_norm, L)
+def _row_buffers(D, K, block, dt):
+    """Per-task scratch of the per-row kernels: ``xt, buf, y, L, E, rowmax,
+    total, bits``."""
+    return (
+        np.empty((D, block), dt),
+        np.empty((D, block), dt),
+        np.empty(block, dt),
+        np.empty((K, block), dt),
+        np.empty((K, block), dt),
+        np.empty(block, dt),
+        np.empty(block, dt),
+        np.empty(block, np.int64),
+    )
+
+
+# One kernel per covariance type, so that predicting compiles only the
+# log-density of the model's type.  Each fills whichever of ``out_lse`` (N,),
+# ``out_resp`` (N, K), ``out_label`` (N,) has N rows (length-0 arrays for the
+# others); tasks are ``PER_ROW_TASK_BLOCKS`` blocks of rows.
 
 
 @njit(**KERNEL)
-def per_row_outputs(
-    cov_code,
-    X,
-    log_norm,
-    means,
-    prec,
-    center,
-    shifted,
-    block,
-    out_lse,
-    out_resp,
-    out_label,
-    task_begin,
-    task_end,
+def per_row_full(
+    X, center, log_norm, means, prec, block, out_lse, out_resp, out_label, t0, t1
 ):
-    """Fill whichever of ``out_lse`` (N,), ``out_resp`` (N, K), ``out_label``
-    (N,) has N rows (pass length-0 arrays for the others).
-
-    ``prec`` is always 3-d: ``(K, D, D)`` full, ``(1, D, D)`` tied,
-    ``(1, K, D)`` diag, ``(1, 1, K)`` spherical, so one signature serves all.
-    """
+    """Per-row outputs, full covariances (``prec`` is ``(K, D, D)``)."""
     N, D = X.shape
-    K = means.shape[0]
-    dt = X.dtype
-    rows_per_task = PER_ROW_TASK_BLOCKS * block
-    want_lse = out_lse.shape[0] > 0
-    want_resp = out_resp.shape[0] > 0
-    want_label = out_label.shape[0] > 0
-    for t in range(task_begin, task_end):
-        xt = np.empty((D, block), dt)
-        buf = np.empty((D, block), dt)
-        y = np.empty(block, dt)
-        L = np.empty((K, block), dt)
-        E = np.empty((K, block), dt)
-        rowmax = np.empty(block, dt)
-        total = np.empty(block, dt)
-        bits = np.empty(block, np.int64)
-        r_end = min(N, (t + 1) * rows_per_task)
-        for r0 in range(t * rows_per_task, r_end, block):
-            nb = min(block, r_end - r0)
+    rows = PER_ROW_TASK_BLOCKS * block
+    for t in range(t0, t1):
+        xt, buf, y, L, E, rowmax, total, bits = _row_buffers(
+            D, means.shape[0], block, X.dtype
+        )
+        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
+            nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_block(cov_code, xt, nb, means, prec, shifted, log_norm, buf, y, L)
-            if want_label:
-                for b in range(nb):
-                    best = 0
-                    for k in range(1, K):
-                        if L[k, b] > L[best, b]:
-                            best = k
-                    out_label[r0 + b] = best
-            if not (want_lse or want_resp):
-                continue
-            for b in range(nb):
-                rowmax[b] = L[0, b]
-                total[b] = 0.0
-            for k in range(1, K):
-                for b in range(nb):
-                    rowmax[b] = max(rowmax[b], L[k, b])
-            for k in range(K):
-                e = E[k]
-                for b in range(nb):
-                    e[b] = L[k, b] - rowmax[b]
-                exp_inplace(e, bits, nb)
-                for b in range(nb):
-                    total[b] += e[b]
-            if want_lse:
-                for b in range(nb):
-                    out_lse[r0 + b] = float(rowmax[b]) + math.log(total[b])
-            if want_resp:
-                for b in range(nb):
-                    inv = 1.0 / float(total[b])
-                    for k in range(K):
-                        out_resp[r0 + b, k] = E[k, b] * inv
+            _log_prob_full(xt, nb, means, prec, log_norm, buf, y, L)
+            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+
+
+@njit(**KERNEL)
+def per_row_tied(
+    X, center, log_norm, shifted, prec, block, out_lse, out_resp, out_label, t0, t1
+):
+    """Per-row outputs, tied covariance (``prec`` is ``(D, D)``)."""
+    N, D = X.shape
+    rows = PER_ROW_TASK_BLOCKS * block
+    for t in range(t0, t1):
+        xt, buf, _y, L, E, rowmax, total, bits = _row_buffers(
+            D, shifted.shape[0], block, X.dtype
+        )
+        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
+            nb = min(block, N - r0)
+            load_rows_centered(X, r0, nb, center, xt)
+            _log_prob_tied(xt, nb, prec, shifted, log_norm, buf, L)
+            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+
+
+@njit(**KERNEL)
+def per_row_diag(
+    X, center, log_norm, means, prec, block, out_lse, out_resp, out_label, t0, t1
+):
+    """Per-row outputs, diagonal covariances (``prec`` is ``(K, D)``)."""
+    N, D = X.shape
+    rows = PER_ROW_TASK_BLOCKS * block
+    for t in range(t0, t1):
+        xt, _buf, _y, L, E, rowmax, total, bits = _row_buffers(
+            D, means.shape[0], block, X.dtype
+        )
+        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
+            nb = min(block, N - r0)
+            load_rows_centered(X, r0, nb, center, xt)
+            _log_prob_diag(xt, nb, means, prec, log_norm, L)
+            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+
+
+@njit(**KERNEL)
+def per_row_spherical(
+    X, center, log_norm, means, prec, block, out_lse, out_resp, out_label, t0, t1
+):
+    """Per-row outputs, spherical covariances (``prec`` is ``(K,)``)."""
+    N, D = X.shape
+    rows = PER_ROW_TASK_BLOCKS * block
+    for t in range(t0, t1):
+        xt, _buf, _y, L, E, rowmax, total, bits = _row_buffers(
+            D, means.shape[0], block, X.dtype
+        )
+        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
+            nb = min(block, N - r0)
+            load_rows_centered(X, r0, nb, center, xt)
+            _log_prob_spherical(xt, nb, means, prec, log_norm, L)
+            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)

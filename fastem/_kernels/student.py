@@ -31,9 +31,8 @@ from numba import njit
 
 from .._config import CACHE, KERNEL, SERIAL
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import load_rows, responsibilities
+from ._blocks import emit_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
-from .discrete import emit_rows
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10

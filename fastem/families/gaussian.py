@@ -20,7 +20,12 @@ from .._layout import block_rows, n_tasks, per_row_tasks, task_rows
 from .._parallel import run_tasks
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-_COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+_PER_ROW_KERNELS = {
+    "full": _k.per_row_full,
+    "tied": _k.per_row_tied,
+    "diag": _k.per_row_diag,
+    "spherical": _k.per_row_spherical,
+}
 _EPS10 = 10 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -387,21 +392,16 @@ def per_row(
     out_resp = np.empty((N if responsibilities else 0, K))
     out_label = np.empty(N if labels else 0, dtype=np.int64)
     a = _kernel_args(params, X.dtype, log_norm)
-    # One kernel signature for every covariance type: prec is always 3-d.
-    prec3 = {"full": a.prec, "tied": a.prec[None], "diag": a.prec[None]}.get(
-        cov, a.prec[None, None]
-    )
     block = block_rows(D, X.dtype.itemsize)
+    means = a.shifted if cov == "tied" else a.means
     run_tasks(
-        _k.per_row_outputs,
+        _PER_ROW_KERNELS[cov],
         per_row_tasks(N, block),
-        _COV_CODE[cov],
         X,
-        a.log_norm,
-        a.means,
-        np.ascontiguousarray(prec3),
         a.center,
-        a.shifted,
+        a.log_norm,
+        means,
+        a.prec,
         block,
         out_lse,
         out_resp,
