@@ -7,14 +7,6 @@ expect a warning assert it with ``pytest.warns``.
 
 from __future__ import annotations
 
-import os
-
-# numba's OpenMP workers busy-wait after every parallel kernel.  On a small,
-# shared machine that spinning starves the main thread (and OpenBLAS) in the
-# short gaps between kernel calls, making tiny fits ~30x slower; it changes
-# no result.  Respect a value the caller set.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np
 import pytest
 

@@ -386,12 +386,22 @@ def _row_buffers(D, K, block, dt):
 
 @njit(**KERNEL)
 def per_row_full(
-    X, center, log_norm, means, prec, block, out_lse, out_resp, out_label, t0, t1
+    X,
+    center,
+    log_norm,
+    means,
+    prec,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs, full covariances (``prec`` is ``(K, D, D)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(t0, t1):
+    for t in range(task_begin, task_end):
         xt, buf, y, L, E, rowmax, total, bits = _row_buffers(
             D, means.shape[0], block, X.dtype
         )
@@ -404,12 +414,22 @@ def per_row_full(
 
 @njit(**KERNEL)
 def per_row_tied(
-    X, center, log_norm, shifted, prec, block, out_lse, out_resp, out_label, t0, t1
+    X,
+    center,
+    log_norm,
+    shifted,
+    prec,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs, tied covariance (``prec`` is ``(D, D)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(t0, t1):
+    for t in range(task_begin, task_end):
         xt, buf, _y, L, E, rowmax, total, bits = _row_buffers(
             D, shifted.shape[0], block, X.dtype
         )
@@ -422,12 +442,22 @@ def per_row_tied(
 
 @njit(**KERNEL)
 def per_row_diag(
-    X, center, log_norm, means, prec, block, out_lse, out_resp, out_label, t0, t1
+    X,
+    center,
+    log_norm,
+    means,
+    prec,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs, diagonal covariances (``prec`` is ``(K, D)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(t0, t1):
+    for t in range(task_begin, task_end):
         xt, _buf, _y, L, E, rowmax, total, bits = _row_buffers(
             D, means.shape[0], block, X.dtype
         )
@@ -440,12 +470,22 @@ def per_row_diag(
 
 @njit(**KERNEL)
 def per_row_spherical(
-    X, center, log_norm, means, prec, block, out_lse, out_resp, out_label, t0, t1
+    X,
+    center,
+    log_norm,
+    means,
+    prec,
+    block,
+    out_lse,
+    out_resp,
+    out_label,
+    task_begin,
+    task_end,
 ):
     """Per-row outputs, spherical covariances (``prec`` is ``(K,)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(t0, t1):
+    for t in range(task_begin, task_end):
         xt, _buf, _y, L, E, rowmax, total, bits = _row_buffers(
             D, means.shape[0], block, X.dtype
         )
