@@ -11,6 +11,7 @@ give the same results for any number of threads.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -77,9 +78,50 @@ _COMMON_DOC = """\
 
 
 class _DiscreteMixture(MixtureEstimator):
-    """Shared implementation of the three log-linear families."""
+    """Shared implementation of the three log-linear families.
+
+    The constructor is shared too (the families have the same parameters);
+    a family whose ``alpha`` has another default takes a copy of it made by
+    :func:`_with_default_alpha`, so that its signature, ``get_params`` and
+    ``repr`` show its own default.
+    """
 
     _kind = ""
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        alpha: float = 1.0,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        n_threads: int | None = None,
+        callback: Callable[[int, float], Any] | None = None,
+        chunk_rows: int | None = None,
+    ):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_threads = n_threads
+        self.callback = callback
+        self.chunk_rows = chunk_rows
 
     def _smoothing(self) -> float:
         return float(self.alpha)
@@ -156,6 +198,32 @@ class _DiscreteMixture(MixtureEstimator):
         return tags
 
 
+def _with_default_alpha(init: Callable, alpha: float) -> Callable:
+    """A copy of the constructor ``init`` whose default ``alpha`` is ``alpha``.
+
+    Parameters
+    ----------
+    init : function
+        ``_DiscreteMixture.__init__``.
+    alpha : float
+        The new default of the keyword-only parameter ``alpha``.
+
+    Returns
+    -------
+    init : function
+        The same code with the new default (seen by :func:`inspect.signature`
+        and so by ``get_params``, ``repr`` and ``sklearn.base.clone``).
+    """
+    copy = types.FunctionType(
+        init.__code__, init.__globals__, init.__name__, init.__defaults__
+    )
+    copy.__kwdefaults__ = {**init.__kwdefaults__, "alpha": alpha}
+    copy.__annotations__ = dict(init.__annotations__)
+    copy.__qualname__ = init.__qualname__
+    copy.__doc__ = init.__doc__
+    return copy
+
+
 class BernoulliMixture(_DiscreteMixture):
     """Mixture of multivariate Bernoulli distributions (binary data).
 
@@ -182,41 +250,6 @@ class BernoulliMixture(_DiscreteMixture):
     }
 
     _kind = "bernoulli"
-
-    def __init__(
-        self,
-        n_components: int = 1,
-        *,
-        alpha: float = 1.0,
-        tol: float = 1e-3,
-        max_iter: int = 100,
-        n_init: int = 1,
-        init_params: str = "kmeans",
-        weights_init=None,
-        means_init=None,
-        random_state=None,
-        warm_start: bool = False,
-        verbose: int = 0,
-        verbose_interval: int = 10,
-        n_threads: int | None = None,
-        callback: Callable[[int, float], Any] | None = None,
-        chunk_rows: int | None = None,
-    ):
-        self.n_components = n_components
-        self.alpha = alpha
-        self.tol = tol
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.n_threads = n_threads
-        self.callback = callback
-        self.chunk_rows = chunk_rows
 
     def _check_means_init(self, m):
         if not ((m > 0) & (m < 1)).all():
@@ -251,40 +284,7 @@ class PoissonMixture(_DiscreteMixture):
 
     _kind = "poisson"
 
-    def __init__(
-        self,
-        n_components: int = 1,
-        *,
-        alpha: float = 1e-2,
-        tol: float = 1e-3,
-        max_iter: int = 100,
-        n_init: int = 1,
-        init_params: str = "kmeans",
-        weights_init=None,
-        means_init=None,
-        random_state=None,
-        warm_start: bool = False,
-        verbose: int = 0,
-        verbose_interval: int = 10,
-        n_threads: int | None = None,
-        callback: Callable[[int, float], Any] | None = None,
-        chunk_rows: int | None = None,
-    ):
-        self.n_components = n_components
-        self.alpha = alpha
-        self.tol = tol
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.n_threads = n_threads
-        self.callback = callback
-        self.chunk_rows = chunk_rows
+    __init__ = _with_default_alpha(_DiscreteMixture.__init__, 1e-2)
 
     def _check_means_init(self, m):
         if not (m > 0).all():
@@ -328,41 +328,6 @@ class MultinomialMixture(_DiscreteMixture):
 
     _kind = "multinomial"
     _fitted_arrays = ("weights_", "means_", "mean_total_count_")
-
-    def __init__(
-        self,
-        n_components: int = 1,
-        *,
-        alpha: float = 1.0,
-        tol: float = 1e-3,
-        max_iter: int = 100,
-        n_init: int = 1,
-        init_params: str = "kmeans",
-        weights_init=None,
-        means_init=None,
-        random_state=None,
-        warm_start: bool = False,
-        verbose: int = 0,
-        verbose_interval: int = 10,
-        n_threads: int | None = None,
-        callback: Callable[[int, float], Any] | None = None,
-        chunk_rows: int | None = None,
-    ):
-        self.n_components = n_components
-        self.alpha = alpha
-        self.tol = tol
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.n_threads = n_threads
-        self.callback = callback
-        self.chunk_rows = chunk_rows
 
     def _check_means_init(self, m):
         if not (m > 0).all():
