@@ -112,6 +112,31 @@ def check_weights_init(value, n_components: int) -> np.ndarray:
     return w
 
 
+def check_run_options(estimator) -> None:
+    """Check the ``verbose``, ``verbose_interval``, ``n_threads``,
+    ``callback`` and ``random_state`` parameters of ``estimator``.
+
+    Parameters
+    ----------
+    estimator : object
+        Any fastem estimator with those five constructor parameters.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the first parameter that is wrong.
+    """
+    check_int(estimator.verbose, "verbose", 0)
+    check_int(estimator.verbose_interval, "verbose_interval", 1)
+    if estimator.n_threads is not None:
+        from ._parallel import resolve_n_threads
+
+        resolve_n_threads(estimator.n_threads)
+    if estimator.callback is not None and not callable(estimator.callback):
+        raise TypeError("callback must be callable or None")
+    check_random_state(estimator.random_state)
+
+
 class MixtureEstimator(EstimatorBase):
     """Base class of the mixture estimators (see the module docstring)."""
 
@@ -247,14 +272,18 @@ class MixtureEstimator(EstimatorBase):
                 report=stderr_reporter if self.verbose else None,
                 verbose_interval=self.verbose_interval,
             )
+        self._set_fitted_run(run, D)
+        self._after_fit(source)
+        return X_mem
+
+    def _set_fitted_run(self, run: em.EMRun, n_features: int) -> None:
+        """The fitted parameters and convergence attributes of an EM run."""
         self._set_params_from(run.params)
         self.converged_ = run.converged
         self.n_iter_ = run.n_iter
         self.lower_bound_ = run.lower_bound
         self.lower_bounds_ = run.lower_bounds
-        self.n_features_in_ = D
-        self._after_fit(source)
-        return X_mem
+        self.n_features_in_ = n_features
 
     def _after_fit(self, source) -> None:
         """Extra fitted attributes from the training data (none by default)."""
@@ -269,15 +298,7 @@ class MixtureEstimator(EstimatorBase):
         check_option(self.init_params, "init_params", self._init_methods)
         if not isinstance(self.warm_start, (bool, np.bool_)):
             raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
-        check_int(self.verbose, "verbose", 0)
-        check_int(self.verbose_interval, "verbose_interval", 1)
-        if self.n_threads is not None:
-            from ._parallel import resolve_n_threads
-
-            resolve_n_threads(self.n_threads)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError("callback must be callable or None")
-        check_random_state(self.random_state)
+        check_run_options(self)
         if self.chunk_rows is not None:
             check_int(self.chunk_rows, "chunk_rows", 1)
         self._validate_family_hyperparameters()

@@ -44,7 +44,7 @@ import numpy as np
 
 from . import em
 from ._base import EstimatorBase, stderr_reporter
-from ._estimator import single_threaded_blas
+from ._estimator import check_run_options, single_threaded_blas
 from ._validation import (
     check_data,
     check_int,
@@ -430,12 +430,7 @@ class GaussianMixtureIC(EstimatorBase):
             random_state=self.random_state,
             n_threads=self.n_threads,
         )
-        model._set_params_from(run.params)
-        model.converged_ = run.converged
-        model.n_iter_ = run.n_iter
-        model.lower_bound_ = run.lower_bound
-        model.lower_bounds_ = run.lower_bounds
-        model.n_features_in_ = n_features
+        model._set_fitted_run(run, n_features)
         self.best_estimator_ = model
         self.best_params_ = {"n_components": K, "covariance_type": cov}
         self.n_components_ = K
@@ -463,15 +458,7 @@ class GaussianMixtureIC(EstimatorBase):
         check_real(self.tol, "tol")
         check_real(self.reg_covar, "reg_covar")
         check_int(self.max_iter, "max_iter", 0)
-        check_int(self.verbose, "verbose", 0)
-        check_int(self.verbose_interval, "verbose_interval", 1)
-        if self.n_threads is not None:
-            from ._parallel import resolve_n_threads
-
-            resolve_n_threads(self.n_threads)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError("callback must be callable or None")
-        check_random_state(self.random_state)
+        check_run_options(self)
         return types
 
     def _check_is_fitted(self) -> None:
