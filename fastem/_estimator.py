@@ -31,6 +31,8 @@ Hooks
 ``_allow_nan``
     Whether NaN entries (missing values) are accepted; in-memory data only,
     out-of-core, streamed or Dask data with NaN is rejected by ``fit``.
+``_min_samples``
+    Fewest rows ``fit`` accepts (besides ``n_samples >= n_components``).
 ``_make_family()``
     The family object handed to the driver.
 ``_family_for(source, X_in_memory)`` (optional)
@@ -50,6 +52,9 @@ Hooks
     The family's module-level ``per_row(X, params, n_threads=..., **want)``
     returning ``(log p(x), p(k | x), labels)`` as asked.
 ``_n_parameters()`` and ``_sample(n_samples, rng)``.
+``_check_warm_start()`` (optional)
+    Checks that the fitted model can warm-start the next ``fit`` (the
+    number of features is checked by the base).
 ``_after_fit(source)`` (optional)
     Extra fitted attributes computed from the training data.
 """
@@ -143,6 +148,7 @@ class MixtureEstimator(EstimatorBase):
     _fitted_arrays: tuple[str, ...] = ("weights_", "means_")
     _init_methods: tuple[str, ...] = INIT_METHODS
     _allow_nan = False
+    _min_samples = 1
     #: How the sparse-input ``TypeError`` names the estimator (None: the
     #: class name).
     _sparse_error_name: str | None = None
@@ -214,6 +220,10 @@ class MixtureEstimator(EstimatorBase):
         source, X_mem = self._make_source(X, sample_weight)
         N = source.n_samples
         K = self.n_components
+        if N < self._min_samples:
+            raise ValueError(
+                f"X has {N} samples; at least {self._min_samples} required"
+            )
         if N < K:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
@@ -258,6 +268,7 @@ class MixtureEstimator(EstimatorBase):
                     f"X has {D} features, but the warm-started model has "
                     f"{self.n_features_in_}"
                 )
+            self._check_warm_start()
             warm = (self._params, self.lower_bound_)
         with single_threaded_blas():
             run = em.fit_em(
@@ -284,6 +295,9 @@ class MixtureEstimator(EstimatorBase):
         self.lower_bound_ = run.lower_bound
         self.lower_bounds_ = run.lower_bounds
         self.n_features_in_ = n_features
+
+    def _check_warm_start(self) -> None:
+        """Checks before warm-starting from the fitted model (none by default)."""
 
     def _after_fit(self, source) -> None:
         """Extra fitted attributes from the training data (none by default)."""

@@ -30,21 +30,10 @@ from typing import Any
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
-from . import em
-from ._base import EstimatorBase, stderr_reporter
-from ._validation import (
-    check_data,
-    check_int,
-    check_option,
-    check_param_array,
-    check_random_state,
-    check_real,
-    check_sample_weight,
-)
+from ._estimator import MixtureEstimator
+from ._validation import check_option, check_param_array, check_real
 from .families import gaussian as g
 from .families.gaussian_fit import INIT_METHODS, _initial_stats
-from .selection import single_threaded_blas
-from .sources import ArraySource
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 _LOG_2PI = math.log(2 * math.pi)
@@ -84,6 +73,10 @@ class VariationalParams:
     precisions_cholesky: np.ndarray
     weights: np.ndarray
     log_norm: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
 
     @property
     def gaussian(self) -> g.GaussianParams:
@@ -165,7 +158,7 @@ class BayesianGaussianEM:
         pr = self.priors
         cov = self.covariance_type
         nk, xk, sk = g.estimate_moments(stats, self.reg_covar)
-        K, D = xk.shape
+        K = xk.shape[0]
         if pr.weight_concentration_prior_type == "dirichlet_process":
             tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
             wc = (1.0 + nk, pr.weight_concentration + tail)
@@ -208,40 +201,80 @@ class BayesianGaussianEM:
                 "or collapsed samples). Try to decrease the number of components, "
                 "or increase reg_covar."
             )
-        if pr.weight_concentration_prior_type == "dirichlet_process":
-            a, b = wc
-            total = a + b
-            weights = a / total * np.hstack((1.0, np.cumprod(b / total)[:-1]))
-            weights /= weights.sum()
-            dg_sum = digamma(total)
-            dg_b = digamma(b)
-            log_w = (
-                digamma(a) - dg_sum + np.hstack((0.0, np.cumsum(dg_b - dg_sum)[:-1]))
-            )
-        else:
-            weights = wc / wc.sum()
-            log_w = digamma(wc) - digamma(wc.sum())
-        log_lambda = D * _LOG_2 + digamma(
-            0.5 * (np.asarray(dof)[..., None] - np.arange(D))
-        ).sum(axis=-1)
-        log_norm = (
-            log_w
-            + g.log_det_cholesky(prec_chol, cov, D)
-            - 0.5 * D * _LOG_2PI
-            - 0.5 * D * np.log(dof)
-            + 0.5 * (log_lambda - D / beta)
-        )
-        return VariationalParams(
+        return variational_params(
             cov,
+            pr.weight_concentration_prior_type,
             wc,
             beta,
             means,
             dof,
             covariances,
             prec_chol,
-            weights,
-            np.ascontiguousarray(log_norm, dtype=np.float64),
         )
+
+
+def variational_params(
+    covariance_type: str,
+    weight_concentration_prior_type: str,
+    weight_concentration,
+    mean_precision: np.ndarray,
+    means: np.ndarray,
+    degrees_of_freedom,
+    covariances: np.ndarray,
+    precisions_cholesky: np.ndarray,
+) -> VariationalParams:
+    """The variational posterior with its point-estimate weights and the
+    per-component constant ``log_norm`` of the E-step.
+
+    Parameters
+    ----------
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}
+    weight_concentration, mean_precision, means, degrees_of_freedom, covariances, precisions_cholesky
+        The fields of :class:`VariationalParams` of the same names.
+
+    Returns
+    -------
+    params : VariationalParams
+    """
+    cov = covariance_type
+    wc = weight_concentration
+    beta = mean_precision
+    dof = degrees_of_freedom
+    prec_chol = precisions_cholesky
+    D = means.shape[1]
+    if weight_concentration_prior_type == "dirichlet_process":
+        a, b = wc
+        total = a + b
+        weights = a / total * np.hstack((1.0, np.cumprod(b / total)[:-1]))
+        weights /= weights.sum()
+        dg_sum = digamma(total)
+        dg_b = digamma(b)
+        log_w = digamma(a) - dg_sum + np.hstack((0.0, np.cumsum(dg_b - dg_sum)[:-1]))
+    else:
+        weights = wc / wc.sum()
+        log_w = digamma(wc) - digamma(wc.sum())
+    log_lambda = D * _LOG_2 + digamma(
+        0.5 * (np.asarray(dof)[..., None] - np.arange(D))
+    ).sum(axis=-1)
+    log_norm = (
+        log_w
+        + g.log_det_cholesky(prec_chol, cov, D)
+        - 0.5 * D * _LOG_2PI
+        - 0.5 * D * np.log(dof)
+        + 0.5 * (log_lambda - D / beta)
+    )
+    return VariationalParams(
+        cov,
+        wc,
+        beta,
+        means,
+        dof,
+        covariances,
+        prec_chol,
+        weights,
+        np.ascontiguousarray(log_norm, dtype=np.float64),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -251,29 +284,42 @@ class BayesianGaussianEM:
 
 def _data_moments(source, need_full: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """Weighted mean, weighted (co)variance with frequency-weight ``ddof=1``
-    and the total weight, in two chunked float64 passes (no copy of X)."""
-    D = source.n_features
-    total = 0.0
-    s1 = np.zeros(D)
-    for X, w in source.chunks():
-        for r0 in range(0, X.shape[0], _CHUNK_ROWS):
-            xb = np.asarray(X[r0 : r0 + _CHUNK_ROWS], dtype=np.float64)
-            if w.shape[0]:
-                wb = w[r0 : r0 + _CHUNK_ROWS]
-                s1 += wb @ xb
-                total += float(wb.sum())
-            else:
-                s1 += xb.sum(axis=0)
-                total += xb.shape[0]
-    mean = s1 / total
-    s2 = np.zeros((D, D)) if need_full else np.zeros(D)
-    for X, w in source.chunks():
-        for r0 in range(0, X.shape[0], _CHUNK_ROWS):
-            xc = np.asarray(X[r0 : r0 + _CHUNK_ROWS], dtype=np.float64) - mean
-            wx = xc * w[r0 : r0 + _CHUNK_ROWS, None] if w.shape[0] else xc
-            s2 += wx.T @ xc if need_full else (wx * xc).sum(axis=0)
+    and the total weight, in two float64 passes over the chunks of
+    ``source`` (no copy of X; on Dask, on the workers)."""
+    sums = source.map_reduce(_weighted_sums)
+    total = float(sums[0])
+    mean = sums[1:] / total
+    s2 = source.map_reduce(_centred_scatter, mean, need_full)
     denom = total - 1.0 if total > 1.0 else total
     return mean, s2 / denom, total
+
+
+def _weighted_sums(X, w) -> np.ndarray:
+    """``[sum_i w_i, sum_i w_i x_i]`` of one chunk (float64)."""
+    total = 0.0
+    s1 = np.zeros(X.shape[1])
+    for r0 in range(0, X.shape[0], _CHUNK_ROWS):
+        xb = np.asarray(X[r0 : r0 + _CHUNK_ROWS], dtype=np.float64)
+        if w.shape[0]:
+            wb = w[r0 : r0 + _CHUNK_ROWS]
+            s1 += wb @ xb
+            total += float(wb.sum())
+        else:
+            s1 += xb.sum(axis=0)
+            total += xb.shape[0]
+    return np.concatenate(([total], s1))
+
+
+def _centred_scatter(X, w, mean: np.ndarray, need_full: bool) -> np.ndarray:
+    """``sum_i w_i (x_i - mean)(x_i - mean)^T`` of one chunk (its diagonal
+    unless ``need_full``)."""
+    D = X.shape[1]
+    s2 = np.zeros((D, D)) if need_full else np.zeros(D)
+    for r0 in range(0, X.shape[0], _CHUNK_ROWS):
+        xc = np.asarray(X[r0 : r0 + _CHUNK_ROWS], dtype=np.float64) - mean
+        wx = xc * w[r0 : r0 + _CHUNK_ROWS, None] if w.shape[0] else xc
+        s2 += wx.T @ xc if need_full else (wx * xc).sum(axis=0)
+    return s2
 
 
 # ---------------------------------------------------------------------------
@@ -281,14 +327,14 @@ def _data_moments(source, need_full: bool) -> tuple[np.ndarray, np.ndarray, floa
 # ---------------------------------------------------------------------------
 
 
-class BayesianGaussianMixture(EstimatorBase):
+class BayesianGaussianMixture(MixtureEstimator):
     """Variational Bayesian Gaussian mixture with fused Numba kernels.
 
     Same parameters, attributes and results as
     ``sklearn.mixture.BayesianGaussianMixture`` (for the same initial
     responsibilities), plus per-row ``sample_weight`` (frequency weights),
-    float32 input, ``n_threads`` and a per-iteration ``callback``.  Each
-    iteration is one fused pass over the data: the variational E-step is
+    float32 input, ``n_threads``, a per-iteration ``callback``, out-of-core,
+    streamed and Dask input (``chunk_rows``) and ``save``.  Each iteration is one fused pass over the data: the variational E-step is
     the Gaussian E-step kernel with the expected log-weights and
     log-determinants as per-component constants.
 
@@ -344,6 +390,11 @@ class BayesianGaussianMixture(EstimatorBase):
     callback : callable or None, default=None
         ``callback(iteration, lower_bound)`` after each iteration; returning
         True stops the current run.
+    chunk_rows : int or None, default=None
+        Rows per chunk when ``X`` is out of core (a ``numpy.memmap``, a path
+        to an ``.npy`` file, an h5py/zarr array); default about 64 MiB of
+        data per chunk.  Dask arrays and iterables of chunks are accepted
+        too (the default priors are computed from the chunks as well).
 
     Attributes
     ----------
@@ -369,8 +420,31 @@ class BayesianGaussianMixture(EstimatorBase):
     Notes
     -----
     :meth:`score_samples`, :meth:`predict` and :meth:`predict_proba` use the
-    variational log-probabilities, as scikit-learn does.
+    variational log-probabilities, as scikit-learn does (``score_samples``
+    is the log-sum-exp of the variational weighted log-probabilities of a
+    row); :meth:`sample` draws from the mixture with the point estimates
+    ``weights_``, ``means_`` and ``covariances_``.  There is no ``bic`` or
+    ``aic`` (the variational scores are not likelihoods): compare models by
+    ``lower_bound_``, or let the weight prior empty surplus components.
+    ``save`` and :func:`fastem.load` keep the fitted posterior and priors.
     """
+
+    _fitted_arrays = (
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_cholesky_",
+        "weight_concentration_",
+        "mean_precision_",
+        "degrees_of_freedom_",
+        "weight_concentration_prior_",
+        "mean_precision_prior_",
+        "mean_prior_",
+        "degrees_of_freedom_prior_",
+        "covariance_prior_",
+    )
+    _init_methods = INIT_METHODS
+    _min_samples = 2  # as scikit-learn's
 
     def __init__(
         self,
@@ -394,6 +468,7 @@ class BayesianGaussianMixture(EstimatorBase):
         verbose_interval: int = 10,
         n_threads: int | None = None,
         callback: Callable[[int, float], Any] | None = None,
+        chunk_rows: int | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -414,140 +489,13 @@ class BayesianGaussianMixture(EstimatorBase):
         self.verbose_interval = verbose_interval
         self.n_threads = n_threads
         self.callback = callback
+        self.chunk_rows = chunk_rows
 
-    # ------------------------------------------------------------ fitting
+    # ------------------------------------------------------------ hooks
 
-    def fit(self, X, y=None, sample_weight=None) -> BayesianGaussianMixture:
-        """Estimate the variational posterior.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; float32 stays float32, other dtypes become float64.
-        y : Ignored
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative frequency weights: an integer weight ``w`` gives the
-            same model as repeating the row ``w`` times.
-
-        Returns
-        -------
-        self : BayesianGaussianMixture
-        """
-        self._fit(X, sample_weight)
-        return self
-
-    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
-        """Fit, then return the most probable component of each row of ``X``.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        X = self._fit(X, sample_weight)
-        return self._per_row(X, labels=True)[2]
-
-    def _fit(self, X, sample_weight) -> np.ndarray:
-        self._validate_hyperparameters()
-        X = check_data(X, "X", min_samples=2)
-        N, D = X.shape
-        if N < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = "
-                f"{self.n_components}, n_samples = {N}"
-            )
-        sw = check_sample_weight(sample_weight, N)
-        if sw.shape[0] and np.count_nonzero(sw) < self.n_components:
-            raise ValueError(
-                f"sample_weight has {np.count_nonzero(sw)} positive entries; "
-                f"n_components={self.n_components} needs at least as many"
-            )
-        source = ArraySource(X, sw)
-        priors = self._resolve_priors(source)
-        warm = None
-        if self.warm_start and hasattr(self, "converged_"):
-            if self.n_features_in_ != D:
-                raise ValueError(
-                    f"X has {D} features, but the warm-started model has "
-                    f"{self.n_features_in_}"
-                )
-            if self._vparams.covariance_type != self.covariance_type:
-                raise ValueError(
-                    "covariance_type changed since the warm-started fit "
-                    f"({self._vparams.covariance_type!r} -> {self.covariance_type!r})"
-                )
-            warm = (self._vparams, self.lower_bound_)
-        family = BayesianGaussianEM(
-            self.covariance_type, self.reg_covar, priors, self.n_threads
-        )
-        rng = check_random_state(self.random_state)
-
-        def initialize() -> VariationalParams:
-            stats = _initial_stats(
-                source,
-                self.n_components,
-                self.covariance_type,
-                self.init_params,
-                rng,
-                self.n_threads,
-            )
-            return family.params_from_stats(stats)
-
-        with single_threaded_blas():
-            run = em.fit_em(
-                family,
-                source,
-                initialize,
-                n_init=self.n_init,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                warm_start=warm,
-                callback=self.callback,
-                report=stderr_reporter if self.verbose else None,
-                verbose_interval=self.verbose_interval,
-            )
-        self._set_fitted(run, priors, D)
-        return X
-
-    def _set_fitted(self, run: em.EMRun, priors: Priors, n_features: int) -> None:
-        p: VariationalParams = run.params
-        wc = p.weight_concentration
-        arrays = [p.weights, p.means, p.covariances, p.precisions_cholesky, p.log_norm]
-        arrays += list(wc) if isinstance(wc, tuple) else [wc]
-        if not all(np.isfinite(a).all() for a in arrays):
-            raise FloatingPointError(
-                "Variational inference produced non-finite parameters; check the "
-                "scale of X or increase reg_covar"
-            )
-        self._vparams = p
-        self.weight_concentration_prior_ = priors.weight_concentration
-        self.mean_precision_prior_ = priors.mean_precision
-        self.mean_prior_ = priors.mean
-        self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
-        self.covariance_prior_ = priors.covariance
-        self.weight_concentration_ = wc
-        self.mean_precision_ = p.mean_precision
-        self.means_ = p.means
-        self.degrees_of_freedom_ = p.degrees_of_freedom
-        self.covariances_ = p.covariances
-        self.precisions_cholesky_ = p.precisions_cholesky
-        self.precisions_ = p.gaussian.precisions()
-        self.weights_ = p.weights
-        self.converged_ = run.converged
-        self.n_iter_ = run.n_iter
-        self.lower_bound_ = run.lower_bound
-        self.lower_bounds_ = run.lower_bounds
-        self.n_features_in_ = n_features
-
-    # ------------------------------------------------------------ validation
-
-    def _validate_hyperparameters(self) -> None:
-        check_int(self.n_components, "n_components", 1)
+    def _validate_family_hyperparameters(self) -> None:
         check_option(self.covariance_type, "covariance_type", g.COVARIANCE_TYPES)
-        check_real(self.tol, "tol")
         check_real(self.reg_covar, "reg_covar")
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
-        check_option(self.init_params, "init_params", INIT_METHODS)
         check_option(
             self.weight_concentration_prior_type,
             "weight_concentration_prior_type",
@@ -561,17 +509,110 @@ class BayesianGaussianMixture(EstimatorBase):
             value = getattr(self, name)
             if value is not None:
                 _check_positive(value, name)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise TypeError(f"warm_start must be a bool, got {self.warm_start!r}")
-        check_int(self.verbose, "verbose", 0)
-        check_int(self.verbose_interval, "verbose_interval", 1)
-        if self.n_threads is not None:
-            from ._parallel import resolve_n_threads
 
-            resolve_n_threads(self.n_threads)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError("callback must be callable or None")
-        check_random_state(self.random_state)
+    def _family_for(self, source, X_mem):
+        # The priors of this fit (from the data unless given) are kept for
+        # the initialisation and for the ``*_prior_`` attributes.
+        self._priors = self._resolve_priors(source)
+        return self._make_family(), source, lambda: source
+
+    def _make_family(self) -> BayesianGaussianEM:
+        return BayesianGaussianEM(
+            self.covariance_type, self.reg_covar, self._priors, self.n_threads
+        )
+
+    def _check_warm_start(self) -> None:
+        if self._params.covariance_type != self.covariance_type:
+            raise ValueError(
+                "covariance_type changed since the warm-started fit "
+                f"({self._params.covariance_type!r} -> {self.covariance_type!r})"
+            )
+
+    def _validated_inits(self, n_features: int) -> dict[str, Any]:
+        return {}  # initial responsibilities only, as in scikit-learn
+
+    def _initial_params(self, source, rng, inits) -> VariationalParams:
+        stats = _initial_stats(
+            source,
+            self.n_components,
+            self.covariance_type,
+            self.init_params,
+            rng,
+            self.n_threads,
+        )
+        return self._make_family().params_from_stats(stats)
+
+    def _set_params_from(self, params: VariationalParams) -> None:
+        wc = params.weight_concentration
+        arrays = [
+            params.weights,
+            params.means,
+            params.covariances,
+            params.precisions_cholesky,
+            params.log_norm,
+        ]
+        arrays += list(wc) if isinstance(wc, tuple) else [wc]
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise FloatingPointError(
+                "Variational inference produced non-finite parameters; check the "
+                "scale of X or increase reg_covar"
+            )
+        priors = self._priors
+        self._params = params
+        self.weight_concentration_prior_ = priors.weight_concentration
+        self.mean_precision_prior_ = priors.mean_precision
+        self.mean_prior_ = priors.mean
+        self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
+        self.covariance_prior_ = priors.covariance
+        self.weight_concentration_ = wc
+        self.mean_precision_ = params.mean_precision
+        self.means_ = params.means
+        self.degrees_of_freedom_ = params.degrees_of_freedom
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = params.gaussian.precisions()
+        self.weights_ = params.weights
+
+    def _restore_fitted(self, arrays: dict[str, np.ndarray]) -> None:
+        def f64(name):
+            return np.asarray(arrays[name], dtype=np.float64)
+
+        cov = self.covariance_type
+        prior_type = self.weight_concentration_prior_type
+        wc = f64("weight_concentration_")
+        if prior_type == "dirichlet_process":
+            wc = (wc[0].copy(), wc[1].copy())
+        dof = f64("degrees_of_freedom_")
+        prior_cov = f64("covariance_prior_")
+        self._priors = Priors(
+            prior_type,
+            float(arrays["weight_concentration_prior_"]),
+            float(arrays["mean_precision_prior_"]),
+            f64("mean_prior_"),
+            float(arrays["degrees_of_freedom_prior_"]),
+            float(prior_cov) if cov == "spherical" else prior_cov,
+        )
+        self._set_params_from(
+            variational_params(
+                cov,
+                prior_type,
+                wc,
+                f64("mean_precision_"),
+                f64("means_"),
+                float(dof) if cov == "tied" else dof,
+                f64("covariances_"),
+                f64("precisions_cholesky_"),
+            )
+        )
+
+    def _per_row_function(self):
+        return _per_row
+
+    def _sample(self, n_samples, rng):
+        return g.sample(self._params.gaussian, n_samples, rng)
+
+    bic = property(lambda self: _no_criterion(self, "bic"))
+    aic = property(lambda self: _no_criterion(self, "aic"))
 
     def _resolve_priors(self, source) -> Priors:
         """The ``*_prior_`` values: user-given (checked) or from the data."""
@@ -631,68 +672,20 @@ class BayesianGaussianMixture(EstimatorBase):
             self.weight_concentration_prior_type, wcp, beta0, mean, dof0, prior_cov
         )
 
-    def _validated_X(self, X) -> np.ndarray:
-        self._check_is_fitted()
-        return check_data(X, "X", n_features=self.n_features_in_)
 
-    # ------------------------------------------------------------ inference
+def _per_row(X, params: VariationalParams, n_threads=None, **want):
+    """Per-row outputs of the variational E-step (``log_norm`` as the
+    per-component constant of the Gaussian kernel)."""
+    return g.per_row(
+        X, params.gaussian, n_threads=n_threads, log_norm=params.log_norm, **want
+    )
 
-    def _per_row(self, X, **want):
-        p = self._vparams
-        return g.per_row(
-            X, p.gaussian, n_threads=self.n_threads, log_norm=p.log_norm, **want
-        )
 
-    def predict(self, X) -> np.ndarray:
-        """Most probable component of each row (variational posterior).
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self._per_row(self._validated_X(X), labels=True)[2]
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Variational responsibilities of each component for each row.
-
-        Returns
-        -------
-        resp : ndarray of shape (n_samples, n_components)
-        """
-        return self._per_row(self._validated_X(X), responsibilities=True)[1]
-
-    def score_samples(self, X) -> np.ndarray:
-        """Log-sum-exp of the variational weighted log-probabilities of each
-        row (scikit-learn's ``score_samples`` for this model).
-
-        Returns
-        -------
-        log_prob : ndarray of shape (n_samples,)
-        """
-        return self._per_row(self._validated_X(X), log_likelihood=True)[0]
-
-    def score(self, X, y=None, sample_weight=None) -> float:
-        """Mean (optionally weighted) of :meth:`score_samples`."""
-        logp = self.score_samples(X)
-        if sample_weight is None:
-            return float(logp.mean())
-        sw = check_sample_weight(sample_weight, logp.shape[0])
-        return float(np.dot(sw, logp) / sw.sum())
-
-    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw samples from the mixture with the fitted point estimates
-        (``weights_``, ``means_``, ``covariances_``), as scikit-learn does.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-        """
-        self._check_is_fitted()
-        check_int(n_samples, "n_samples", 1)
-        return g.sample(
-            self._vparams.gaussian, n_samples, check_random_state(self.random_state)
-        )
+def _no_criterion(model, name: str):
+    raise AttributeError(
+        f"{type(model).__name__} has no {name}(): its variational scores are "
+        "not likelihoods; compare lower_bound_ instead"
+    )
 
 
 def _check_positive(value, name: str) -> float:

@@ -68,9 +68,10 @@ def load(path: str | PathLike):
 
     Returns
     -------
-    model : GaussianMixture, BernoulliMixture, PoissonMixture, MultinomialMixture or StudentTMixture
+    model : GaussianMixture, BayesianGaussianMixture, BernoulliMixture, PoissonMixture, MultinomialMixture or StudentTMixture
         A fitted estimator, ready for ``predict`` and friends.
     """
+    from .bayesian import BayesianGaussianMixture
     from .discrete import BernoulliMixture, MultinomialMixture, PoissonMixture
     from .mixture import GaussianMixture
     from .student import StudentTMixture
@@ -79,6 +80,7 @@ def load(path: str | PathLike):
         cls.__name__: cls
         for cls in (
             GaussianMixture,
+            BayesianGaussianMixture,
             BernoulliMixture,
             PoissonMixture,
             MultinomialMixture,

@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _family_cases import check_out_of_core, check_save_load
 
 import fastem
 from fastem import bayesian as fb
@@ -358,6 +359,59 @@ def test_bad_data():
         model.predict(np.zeros((2, 2)))
 
 
+def test_needs_two_samples_and_has_no_information_criteria(X):
+    with pytest.raises(ValueError, match="at least 2"):
+        fastem.BayesianGaussianMixture().fit(X[:1])
+    model = fastem.BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
+    assert not hasattr(model, "bic") and not hasattr(model, "aic")
+    with pytest.raises(AttributeError, match="lower_bound_"):
+        model.bic(X)
+
+
+@pytest.mark.parametrize(
+    ("cov", "prior"),
+    [
+        ("full", "dirichlet_process"),
+        ("tied", "dirichlet_distribution"),
+        ("diag", "dirichlet_process"),
+        ("spherical", "dirichlet_distribution"),
+    ],
+)
+def test_save_load_round_trip(X, tmp_path, cov, prior):
+    model = fastem.BayesianGaussianMixture(
+        n_components=3,
+        covariance_type=cov,
+        weight_concentration_prior_type=prior,
+        random_state=0,
+    ).fit(X)
+    check_save_load(model, X, tmp_path)
+    loaded = fastem.load(tmp_path / "model.npz")
+    assert type(loaded.weight_concentration_) is type(model.weight_concentration_)
+    assert type(loaded.degrees_of_freedom_) is type(model.degrees_of_freedom_)
+    assert type(loaded.covariance_prior_) is type(model.covariance_prior_)
+    np.testing.assert_array_equal(loaded._params.log_norm, model._params.log_norm)
+    for a, b in zip(loaded.sample(20), model.sample(20), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a loaded model warm-starts like the original
+    for m in (model, loaded):
+        m.set_params(warm_start=True, max_iter=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastem.ConvergenceWarning)
+            m.fit(X)
+    np.testing.assert_array_equal(loaded.means_, model.means_)
+
+
+def test_out_of_core_and_dask(X, tmp_path):
+    # 'kmeans' runs on a row sample of out-of-core data (other draws than in
+    # memory); 'random_from_data' draws the same rows from any source.
+    def make(**kw):
+        return fastem.BayesianGaussianMixture(
+            n_components=3, init_params="random_from_data", **kw
+        )
+
+    check_out_of_core(make, X, tmp_path, bad_value=np.nan)
+
+
 def test_variational_log_norm_is_sklearns(X):
     """The E-step constant equals sklearn's weighted log-prob minus the
     Mahalanobis term, component by component."""
@@ -366,8 +420,8 @@ def test_variational_log_norm_is_sklearns(X):
     )
     zero = fe.means_[:1]  # a row at mean 0: the Mahalanobis term vanishes there
     sk_log = sk._estimate_weighted_log_prob(zero)[0, 0]
-    assert fe._vparams.log_norm[0] == pytest.approx(sk_log, rel=1e-10)
-    assert isinstance(fe._vparams.gaussian, g.GaussianParams)
+    assert fe._params.log_norm[0] == pytest.approx(sk_log, rel=1e-10)
+    assert isinstance(fe._params.gaussian, g.GaussianParams)
 
 
 def test_import_does_not_import_sklearn():
