@@ -123,26 +123,44 @@ def _exp_inplace_typed(v, bits, n):
 def upper_tri_sq_norms(diff, nb, U, y, out):
     """``out[b] += ||(diff[:, b])^T U||^2`` for upper-triangular ``U`` (D, D).
 
-    ``diff`` is ``(D, B)`` (rows of the block in columns).  Column ``j`` of the
-    product is ``sum_{i <= j} diff[i, :] U[i, j]``; eight (then four) terms
-    are added per sweep over the block so that each load and store of ``y``
-    carries several FMAs.
+    ``diff`` is ``(D, B)`` (rows of the block in columns); ``y`` is ``(2, B)``
+    scratch.  Column ``j`` of the product is ``sum_{i <= j} diff[i, :] U[i,
+    j]``.  Columns are computed in pairs and eight (then four) terms are added
+    per sweep over the block, so each load of a ``diff`` row feeds two FMAs
+    and each load and store of ``y`` carries eight.
     """
     D = diff.shape[0]
-    for j in range(D):
-        u = U[0, j]
+    y0 = y[0]
+    y1 = y[1]
+    j = 0
+    while j < D:
+        # Columns j and j1 = min(j + 1, D - 1); a lone last column is paired
+        # with itself and counted once.
+        j1 = min(j + 1, D - 1)
+        a = U[0, j]
+        c = U[0, j1]
+        d = diff[0]
         for b in range(nb):
-            y[b] = diff[0, b] * u
+            y0[b] = d[b] * a
+            y1[b] = d[b] * c
         i = 1
         while i + 7 <= j:
-            u0 = U[i, j]
-            u1 = U[i + 1, j]
-            u2 = U[i + 2, j]
-            u3 = U[i + 3, j]
-            u4 = U[i + 4, j]
-            u5 = U[i + 5, j]
-            u6 = U[i + 6, j]
-            u7 = U[i + 7, j]
+            a0 = U[i, j]
+            a1 = U[i + 1, j]
+            a2 = U[i + 2, j]
+            a3 = U[i + 3, j]
+            a4 = U[i + 4, j]
+            a5 = U[i + 5, j]
+            a6 = U[i + 6, j]
+            a7 = U[i + 7, j]
+            c0 = U[i, j1]
+            c1 = U[i + 1, j1]
+            c2 = U[i + 2, j1]
+            c3 = U[i + 3, j1]
+            c4 = U[i + 4, j1]
+            c5 = U[i + 5, j1]
+            c6 = U[i + 6, j1]
+            c7 = U[i + 7, j1]
             d0 = diff[i]
             d1 = diff[i + 1]
             d2 = diff[i + 2]
@@ -152,30 +170,60 @@ def upper_tri_sq_norms(diff, nb, U, y, out):
             d6 = diff[i + 6]
             d7 = diff[i + 7]
             for b in range(nb):
-                y[b] += (d0[b] * u0 + d1[b] * u1 + d2[b] * u2 + d3[b] * u3) + (
-                    d4[b] * u4 + d5[b] * u5 + d6[b] * u6 + d7[b] * u7
+                e0 = d0[b]
+                e1 = d1[b]
+                e2 = d2[b]
+                e3 = d3[b]
+                e4 = d4[b]
+                e5 = d5[b]
+                e6 = d6[b]
+                e7 = d7[b]
+                y0[b] += (e0 * a0 + e1 * a1 + e2 * a2 + e3 * a3) + (
+                    e4 * a4 + e5 * a5 + e6 * a6 + e7 * a7
+                )
+                y1[b] += (e0 * c0 + e1 * c1 + e2 * c2 + e3 * c3) + (
+                    e4 * c4 + e5 * c5 + e6 * c6 + e7 * c7
                 )
             i += 8
         while i + 3 <= j:
-            u0 = U[i, j]
-            u1 = U[i + 1, j]
-            u2 = U[i + 2, j]
-            u3 = U[i + 3, j]
+            a0 = U[i, j]
+            a1 = U[i + 1, j]
+            a2 = U[i + 2, j]
+            a3 = U[i + 3, j]
+            c0 = U[i, j1]
+            c1 = U[i + 1, j1]
+            c2 = U[i + 2, j1]
+            c3 = U[i + 3, j1]
             d0 = diff[i]
             d1 = diff[i + 1]
             d2 = diff[i + 2]
             d3 = diff[i + 3]
             for b in range(nb):
-                y[b] += d0[b] * u0 + d1[b] * u1 + d2[b] * u2 + d3[b] * u3
+                e0 = d0[b]
+                e1 = d1[b]
+                e2 = d2[b]
+                e3 = d3[b]
+                y0[b] += e0 * a0 + e1 * a1 + e2 * a2 + e3 * a3
+                y1[b] += e0 * c0 + e1 * c1 + e2 * c2 + e3 * c3
             i += 4
         while i <= j:
-            u = U[i, j]
-            di = diff[i]
+            a = U[i, j]
+            c = U[i, j1]
+            d = diff[i]
             for b in range(nb):
-                y[b] += di[b] * u
+                y0[b] += d[b] * a
+                y1[b] += d[b] * c
             i += 1
-        for b in range(nb):
-            out[b] += y[b] * y[b]
+        if j1 > j:
+            c = U[j1, j1]
+            d = diff[j1]
+            for b in range(nb):
+                t = y1[b] + d[b] * c
+                out[b] += y0[b] * y0[b] + t * t
+        else:
+            for b in range(nb):
+                out[b] += y0[b] * y0[b]
+        j += 2
 
 
 @njit(**SERIAL)

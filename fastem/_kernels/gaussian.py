@@ -213,7 +213,7 @@ def estep_full(
         xt = np.empty((D, block), dt)
         diff = np.empty((D, block), dt)
         wdiff = np.empty((D, block), dt)
-        y = np.empty(block, dt)
+        y = np.empty((2, block), dt)
         L = np.empty((K, block), dt)
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
@@ -369,7 +369,7 @@ def _row_buffers(D, K, block, dt):
     return (
         np.empty((D, block), dt),
         np.empty((D, block), dt),
-        np.empty(block, dt),
+        np.empty((2, block), dt),
         np.empty((K, block), dt),
         np.empty((K, block), dt),
         np.empty(block, dt),

@@ -376,7 +376,7 @@ def estep_missing_full(
         xt = np.empty((D, block))
         dk = np.empty((K, D, block))
         wd = np.empty((D, block))
-        y = np.empty(block)
+        y = np.empty((2, block))
         q = np.empty(block)
         L = np.empty((K, block))
         resp = np.empty((K, block))
@@ -855,7 +855,7 @@ def rows_missing_full(
     for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         dk = np.empty((K, D, block))
-        y = np.empty(block)
+        y = np.empty((2, block))
         q = np.empty(block)
         L = np.empty((K, block))
         resp = np.empty((K, block))

@@ -171,7 +171,7 @@ def estep_student(
         xt = np.empty((D, block))
         diff = np.empty((D, block))
         wdiff = np.empty((D, block))
-        y = np.empty(block)
+        y = np.empty((2, block))
         M = np.empty((K, block))
         lq = np.empty((K, block))
         L = np.empty((K, block))
@@ -229,7 +229,7 @@ def per_row_student(
     for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         diff = np.empty((D, block))
-        y = np.empty(block)
+        y = np.empty((2, block))
         M = np.empty((K, block))
         lq = np.empty((K, block))
         L = np.empty((K, block))
