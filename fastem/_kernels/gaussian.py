@@ -92,19 +92,38 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
 
 @njit(**SERIAL)
 def _log_prob_diag(xt, nb, means, prec, log_norm, L):
-    """Diagonal covariances; ``prec`` is ``(K, D)`` of ``sqrt(1/2) / sigma``."""
+    """Diagonal covariances; ``prec`` is ``(K, D)`` of ``sqrt(1/2) / sigma``.
+
+    Four features are added per sweep over the block, so each load and store
+    of ``L[k]`` carries four squared terms."""
     D = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
         row = L[k]
+        m = means[k]
+        p = prec[k]
         for b in range(nb):
             row[b] = 0.0
-        for d in range(D):
-            m = means[k, d]
-            p = prec[k, d]
+        d = 0
+        while d + 3 < D:
+            m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
+            p0, p1, p2, p3 = p[d], p[d + 1], p[d + 2], p[d + 3]
+            x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
             for b in range(nb):
-                t = (xt[d, b] - m) * p
+                t0 = (x0[b] - m0) * p0
+                t1 = (x1[b] - m1) * p1
+                t2 = (x2[b] - m2) * p2
+                t3 = (x3[b] - m3) * p3
+                row[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            d += 4
+        while d < D:
+            md = m[d]
+            pd = p[d]
+            xd = xt[d]
+            for b in range(nb):
+                t = (xd[b] - md) * pd
                 row[b] += t * t
+            d += 1
         c = log_norm[k]
         for b in range(nb):
             row[b] = c - row[b]
@@ -112,18 +131,33 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
 
 @njit(**SERIAL)
 def _log_prob_spherical(xt, nb, means, prec, log_norm, L):
-    """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``."""
+    """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``
+    (four features per sweep, as in :func:`_log_prob_diag`)."""
     D = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
         row = L[k]
+        m = means[k]
         for b in range(nb):
             row[b] = 0.0
-        for d in range(D):
-            m = means[k, d]
+        d = 0
+        while d + 3 < D:
+            m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
+            x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
             for b in range(nb):
-                t = xt[d, b] - m
+                t0 = x0[b] - m0
+                t1 = x1[b] - m1
+                t2 = x2[b] - m2
+                t3 = x3[b] - m3
+                row[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            d += 4
+        while d < D:
+            md = m[d]
+            xd = xt[d]
+            for b in range(nb):
+                t = xd[b] - md
                 row[b] += t * t
+            d += 1
         c = log_norm[k]
         p2 = prec[k] * prec[k]
         for b in range(nb):
