@@ -597,7 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="libraries to run when available (default fastem,sklearn,onedal)",
     )
     p.add_argument(
-        "--repeat", type=int, default=1, help="timed fits per worker; best counts"
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed fits per worker; best counts (default 1; 3 with --dask)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -615,6 +618,28 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")
+    dask_group = p.add_argument_group(
+        "Dask",
+        "--dask times a fit of a Dask array on a local cluster of worker processes "
+        "against the in-process fit of the same data (needs dask and distributed)",
+    )
+    dask_group.add_argument(
+        "--dask",
+        action="store_true",
+        help=(
+            "Dask fit on a LocalCluster(processes=True, threads_per_worker=1) vs "
+            "in-process fit (default shapes 2x8,16x16; --libs and oneDAL unused)"
+        ),
+    )
+    dask_group.add_argument(
+        "--dask-workers", type=int, default=2, help="worker processes (default 2)"
+    )
+    dask_group.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help="rows per Dask block (default: 4 blocks per worker)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write all results as JSON")
     return p
 
@@ -623,7 +648,9 @@ def _validate(args, parser) -> None:
     if args.n_samples is None:
         args.n_samples = 100_000 if args.quick else 1_000_000
     if args.shapes is None:
-        args.shapes = list(QUICK_SHAPES if args.quick else SHAPES)
+        args.shapes = list(QUICK_SHAPES if args.quick or args.dask else SHAPES)
+    if args.repeat is None:
+        args.repeat = 3 if args.dask else 1
     if args.dtype is None:
         args.dtype = ["float32"] if args.float32 else ["float64"]
     elif args.float32 and "float32" not in args.dtype:
@@ -649,6 +676,15 @@ def _validate(args, parser) -> None:
     for d, k in args.shapes:
         if d < 1 or k < 1 or k > args.n_samples:
             parser.error(f"bad shape {d}x{k}")
+    if args.dask:
+        if args.dask_workers < 1:
+            parser.error("--dask-workers must be at least 1")
+        if len(args.threads) > 1:
+            parser.error("--dask takes one --threads value (the in-process fit's)")
+        if args.chunk_rows is None:
+            args.chunk_rows = -(-args.n_samples // (4 * args.dask_workers))
+        if args.chunk_rows < 1:
+            parser.error("--chunk-rows must be at least 1")
 
 
 def _header(args, available: dict[str, str], machine: dict) -> list[str]:
@@ -873,6 +909,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     _validate(args, parser)
+    if args.dask:
+        return dask_main(args, parser)
 
     import fastem
 
@@ -1026,6 +1064,346 @@ def _run_case(
         "roofline_ms": 1e3 * roof,
         "libraries": results,
     }
+
+
+# ---------------------------------------------------------------------------
+# --dask: a Dask fit on a local cluster vs the in-process fit
+# ---------------------------------------------------------------------------
+
+#: Largest relative difference of the means of the Dask and in-process fits
+#: that ``--dask`` accepts (exit status 1 above it).
+AGREEMENT_RTOL = {"float64": 1e-10, "float32": 1e-5}
+#: Install hint printed when ``--dask`` is given without dask or distributed.
+DASK_INSTALL_HINT = (
+    "pip install 'fastem[dask]'  (or: pip install 'dask[array]' distributed)"
+)
+
+
+def _import_dask():
+    """``(dask, dask.array, distributed)``; SystemExit with a hint if missing."""
+    try:
+        import dask
+        import dask.array as da
+        import distributed
+    except ImportError as exc:
+        raise SystemExit(
+            f"python -m fastem bench --dask needs the optional packages dask and "
+            f"distributed ({exc}); install them with: {DASK_INSTALL_HINT}"
+        ) from None
+    return dask, da, distributed
+
+
+def _gm(K, cov, init, max_iter, n_threads=None):
+    import fastem
+
+    return fastem.GaussianMixture(
+        K,
+        covariance_type=cov,
+        tol=0.0,
+        reg_covar=REG_COVAR,
+        max_iter=max_iter,
+        weights_init=init["weights"],
+        means_init=init["means"],
+        precisions_init=init["precisions"],
+        n_threads=n_threads,
+    )
+
+
+def _timed_fit(model, X) -> tuple[float, object]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        model.fit(X)
+        return time.perf_counter() - start, model
+
+
+def _agreement(dask_model, mem_model) -> dict[str, float]:
+    """Normwise relative differences of the two fitted models."""
+
+    def rel(a, b):
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+
+    return {
+        "means": rel(dask_model.means_, mem_model.means_),
+        "weights": rel(dask_model.weights_, mem_model.weights_),
+        "covariances": rel(dask_model.covariances_, mem_model.covariances_),
+        "lower_bound": rel(dask_model.lower_bound_, mem_model.lower_bound_),
+    }
+
+
+def _dask_case(args, X, dX, centers, cov, threads) -> dict:
+    """Warm up, then time ``--repeat`` in-process and Dask fits, alternating."""
+    K = centers.shape[0]
+    init = make_init(X, centers, cov, args.seed)
+    # Compile (or load from numba's cache) in this process and on every worker.
+    _timed_fit(_gm(K, cov, init, 1, threads), np.ascontiguousarray(X[:WARMUP_ROWS]))
+    warm_s, _ = _timed_fit(_gm(K, cov, init, 1), dX)
+    mem_s, dask_s = [], []
+    mem_model = dask_model = None
+    for _ in range(args.repeat):
+        t, mem_model = _timed_fit(_gm(K, cov, init, args.iterations, threads), X)
+        mem_s.append(t)
+        t, dask_model = _timed_fit(_gm(K, cov, init, args.iterations), dX)
+        dask_s.append(t)
+    per_it = 1e3 / args.iterations
+    mem_ms = [per_it * t for t in mem_s]
+    dask_ms = [per_it * t for t in dask_s]
+    return {
+        "n_samples": X.shape[0],
+        "n_features": X.shape[1],
+        "n_components": K,
+        "covariance_type": cov,
+        "dtype": str(X.dtype),
+        "iterations": args.iterations,
+        "threads_in_process": threads,
+        "in_process_ms_per_iter": {
+            "best": min(mem_ms),
+            "median": float(np.median(mem_ms)),
+            "all": mem_ms,
+        },
+        "dask_ms_per_iter": {
+            "best": min(dask_ms),
+            "median": float(np.median(dask_ms)),
+            "all": dask_ms,
+        },
+        "ratio_best": min(dask_ms) / min(mem_ms),
+        "ratio_median": float(np.median(dask_ms) / np.median(mem_ms)),
+        "dask_first_fit_s": warm_s,
+        "n_iter": [int(mem_model.n_iter_), int(dask_model.n_iter_)],
+        "relative_difference": _agreement(dask_model, mem_model),
+    }
+
+
+_DASK_COLS = (
+    ("D", 4),
+    ("K", 4),
+    ("cov", 10),
+    ("dtype", 8),
+    ("in-proc", 9),
+    ("(med)", 9),
+    ("dask", 9),
+    ("(med)", 9),
+    ("dask/ip", 7),
+    ("(med)", 7),
+    ("means", 8),
+    ("lb", 8),
+)
+
+
+def _dask_row(values: Sequence[str]) -> str:
+    out = []
+    for (_, width), v in zip(_DASK_COLS, values, strict=True):
+        out.append(v.ljust(width) if width == 10 else v.rjust(width))
+    return " ".join(out)
+
+
+def _format_dask_case(case: dict) -> str:
+    mem, dsk = case["in_process_ms_per_iter"], case["dask_ms_per_iter"]
+    diff = case["relative_difference"]
+    return _dask_row(
+        [
+            str(case["n_features"]),
+            str(case["n_components"]),
+            case["covariance_type"],
+            case["dtype"],
+            _fmt(mem["best"]),
+            _fmt(mem["median"]),
+            _fmt(dsk["best"]),
+            _fmt(dsk["median"]),
+            f"{case['ratio_best']:.2f}",
+            f"{case['ratio_median']:.2f}",
+            f"{diff['means']:.0e}",
+            f"{diff['lower_bound']:.0e}",
+        ]
+    )
+
+
+def dask_main(args, parser=None) -> int:
+    """``python -m fastem bench --dask``: Dask fit vs in-process fit.
+
+    Starts a ``distributed.LocalCluster`` of ``--dask-workers`` worker
+    processes with one thread each (start-up timed on its own), and for every
+    shape, dtype and covariance type fits the same data from the same initial
+    parameters for ``--iterations`` iterations (``tol=0``) twice: in this
+    process on an in-memory array (``--threads`` kernel threads, default all
+    CPUs), and as a Dask array whose blocks live on the workers.
+
+    The data is generated here, written as a stack of ``.npy`` files (one per
+    block of ``--chunk-rows`` rows, ``dask.array.to_npy_stack``), and loaded
+    by the workers themselves (``dask.array.from_npy_stack``, then
+    ``persist``): the task graph holds file names, not data, and the blocks
+    stay in the workers' memory across iterations, as for a real cluster
+    fit.  A first 1-iteration Dask fit loads the kernels on the workers
+    (numba's on-disk cache) and is reported separately.  ``--repeat`` timed
+    fits of each kind alternate; the best and the median are printed.  The
+    time per iteration is fit time / iterations for both, nothing subtracted
+    (the Dask fit's includes validating the blocks on the workers).
+    Agreement: ``max |a - b| / max |b|`` of the means (and the lower bound)
+    of the two fitted models.
+
+    Returns
+    -------
+    status : int
+        0 when both fits of every case ran and the models agree
+        (:data:`AGREEMENT_RTOL`).
+    """
+    dask, da, distributed = _import_dask()
+    import fastem
+
+    threads = args.threads[0]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (
+                    ln.split(":", 1)[1].strip()
+                    for ln in f
+                    if ln.startswith("model name")
+                ),
+                cpu,
+            )
+    except OSError:
+        pass
+    print(
+        f"fastem bench --dask: fastem {fastem.__version__}, dask {dask.__version__}, "
+        f"distributed {distributed.__version__}"
+    )
+    print(
+        f"machine: {cpu}, {os.cpu_count()} logical CPUs; python "
+        f"{platform.python_version()}, numpy {np.__version__}, numba "
+        f"{_dist_version('numba')}"
+    )
+    print(
+        f"N={args.n_samples:,}, {args.iterations} EM iterations, tol=0, same initial "
+        f"parameters; in-process: {threads} kernel threads; Dask: "
+        f"{args.dask_workers} worker processes x 1 thread, blocks of "
+        f"{args.chunk_rows:,} rows persisted on the workers; {args.repeat} timed "
+        "fits of each, alternating"
+    )
+    sys.stdout.flush()
+
+    workdir = tempfile.mkdtemp(prefix="fastem-bench-dask-")
+    cluster = client = None
+    cases: list[dict] = []
+    failed = False
+    try:
+        start = time.perf_counter()
+        cluster = distributed.LocalCluster(
+            n_workers=args.dask_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = distributed.Client(cluster)
+        client.wait_for_workers(args.dask_workers)
+        startup_s = time.perf_counter() - start
+        print(
+            f"cluster start-up (LocalCluster + Client, {args.dask_workers} workers "
+            f"ready): {startup_s:.2f} s"
+        )
+        print()
+        header = _dask_row([name for name, _ in _DASK_COLS])
+        print(
+            _dask_row(
+                [""] * 4
+                + ["ms/it", "ms/it", "ms/it", "ms/it", "ratio", "ratio", "rel", "rel"]
+            )
+        )
+        print(header)
+        print("-" * len(header))
+        sys.stdout.flush()
+        loads = []
+        for D, K in args.shapes:
+            X64, centers = make_data(args.n_samples, D, K, args.seed)
+            for dtype in args.dtype:
+                X = X64.astype(dtype, copy=False)
+                stack = os.path.join(workdir, f"X-{D}x{K}-{dtype}")
+                # Written here with the local scheduler (no data to the workers).
+                with dask.config.set(scheduler="sync"):
+                    da.to_npy_stack(
+                        stack, da.from_array(X, chunks=(args.chunk_rows, D))
+                    )
+                start = time.perf_counter()
+                dX = da.from_npy_stack(stack, mmap_mode=None).persist()
+                distributed.wait(dX)
+                loads.append(
+                    {
+                        "shape": f"{D}x{K}",
+                        "dtype": dtype,
+                        "s": time.perf_counter() - start,
+                    }
+                )
+                for cov in args.cov:
+                    try:
+                        case = _dask_case(args, X, dX, centers, cov, threads)
+                    except Exception as exc:  # report and go on with the next case
+                        failed = True
+                        print(f"{D}x{K} {cov} {dtype}: error: {exc!r}", flush=True)
+                        continue
+                    case["blocks"] = dX.numblocks[0]
+                    cases.append(case)
+                    tol = AGREEMENT_RTOL[np.dtype(dtype).name]
+                    failed = failed or case["relative_difference"]["means"] > tol
+                    print(_format_dask_case(case), flush=True)
+                del dX  # releases the blocks on the workers
+                shutil.rmtree(stack, ignore_errors=True)
+            del X64
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(
+        "in-proc / dask: ms per EM iteration (best of the timed fits, then their "
+        "median); dask/ip: dask / in-process; means, lb: max |dask - in-process| / "
+        "max |in-process| of the fitted means and of the final lower bound"
+    )
+    if loads:
+        print(
+            "data load on the workers (from_npy_stack + persist, untimed in the "
+            "fits): "
+            + ", ".join(f"{x['shape']} {x['dtype']} {x['s']:.2f} s" for x in loads)
+        )
+    if cases:
+        print(
+            "first Dask fit (1 iteration, kernels loaded on the workers): "
+            + ", ".join(
+                f"{c['n_features']}x{c['n_components']} {c['covariance_type']} "
+                f"{c['dask_first_fit_s']:.2f} s"
+                for c in cases
+            )
+        )
+    if args.json:
+        payload = {
+            "fastem_version": fastem.__version__,
+            "dask_version": dask.__version__,
+            "distributed_version": distributed.__version__,
+            "settings": {
+                "n_samples": args.n_samples,
+                "iterations": args.iterations,
+                "repeat": args.repeat,
+                "seed": args.seed,
+                "reg_covar": REG_COVAR,
+                "workers": args.dask_workers,
+                "threads_per_worker": 1,
+                "chunk_rows": args.chunk_rows,
+                "threads_in_process": threads,
+            },
+            "cpu_count": os.cpu_count(),
+            "cluster_startup_s": startup_s,
+            "data_load_s": loads,
+            "cases": cases,
+        }
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=1, default=str)
+        print(f"results written to {args.json}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
