@@ -4,7 +4,8 @@
 #  1. smoke:   every asv benchmark function once (`asv run --quick`) in the
 #              current environment, against the fastem installed there, for
 #              every covariance type and dtype at one shape per group (the
-#              start-up ones for 'diag'), with data capped at 1e5 rows
+#              start-up ones for 'diag'; the Dask benchmark on its 2-worker
+#              LocalCluster, ~25 s), with data capped at 1e5 rows
 #              (FASTEM_GATE_SMOKE=all: every parameter combination); any
 #              benchmark error fails the gate.
 #  2. compare: the `Core` subset (E-step and a 5-iteration fit at N=1e5,
@@ -23,6 +24,9 @@
 #                        (default '^gaussian_mixture\.Core\.')
 #   FASTEM_GATE_SMOKE    'all' runs every parameter combination in the smoke
 #                        run (about 3x longer; the default is a subset)
+#   FASTEM_ASV_SKIP_DASK non-empty: skip the Dask benchmark (asv_benchmarks/
+#                        benchmarks/dask_fit.py), e.g. where no local cluster
+#                        can start; it is skipped anyway without dask/distributed
 #
 # Needs git, and asv + virtualenv (installed here when missing).  The
 # comparison needs PyPI for its first virtualenv (numba, numpy, scipy, as
@@ -68,6 +72,7 @@ if [[ "$mode" != compare ]]; then
             -b '^gaussian_mixture\.Core\.'
             -b '^startup\.timeraw_import'
             -b "^startup\\.FirstFit\\.\\w+\\('diag'\\)"
+            -b '^dask_fit\.'
         )
     fi
     FASTEM_ASV_MAX_ROWS=100000 "$python" -m asv run --quick --dry-run --show-stderr \
