@@ -53,9 +53,9 @@ oneDAL
 Run when ``import daal4py`` works in the interpreter ``--onedal-python``
 (default: this one).  On PyPI the module ships in ``scikit-learn-intelex``
 (the standalone ``daal4py`` 2024.7 fails to import with scikit-learn 1.9).
-Install it in a separate virtualenv: its dependency ``tbb`` makes numba
-pick the TBB threading layer instead of OpenMP in any environment it is
-installed in, which would change what fastem's numbers mean::
+Install it in a separate virtualenv, so that its dependencies (``tbb``, its
+own BLAS/threading runtime) cannot change the environment fastem is measured
+in::
 
     python -m venv --system-site-packages ./onedal-venv
     ./onedal-venv/bin/pip install scikit-learn-intelex
@@ -363,12 +363,7 @@ def _fit_fastem(spec, X, init):
         return float(gm.lower_bound_), int(gm.n_iter_)
 
     def info():
-        import numba
-
-        return {
-            "version": fastem.__version__,
-            "threading_layer": numba.threading_layer(),
-        }
+        return {"version": fastem.__version__}
 
     return fit, info
 
@@ -973,17 +968,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{case['covariance_type']} {case['dtype']} "
                     f"{case['threads']} thr: {res['error']}: {res.get('detail', '')}"
                 )
-    layers = {
-        c["libraries"]["fastem"].get("threading_layer")
-        for c in cases
-        if "error" not in c["libraries"]["fastem"]
-    }
     print()
     print(
         "sk/fe, dal/fe: the other library's time over fastem's (above 1: fastem is "
         "faster); %roof: roofline / fastem time; sk dll: relative difference of the "
-        "final lower bounds of scikit-learn and fastem; numba threading layer: "
-        + (", ".join(sorted(str(x) for x in layers)) or "?")
+        "final lower bounds of scikit-learn and fastem"
     )
     if "onedal" in available:
         print("oneDAL runs full and diag only ('-' for spherical and tied).")
