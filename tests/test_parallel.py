@@ -1,0 +1,72 @@
+"""The task runner behind every kernel call (fastem/_parallel.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+from fastem._parallel import resolve_n_threads, run_tasks, thread_cap
+
+
+@njit(nogil=True)
+def _count_tasks(counts, task_begin, task_end):
+    for t in range(task_begin, task_end):
+        counts[t] += 1
+
+
+@pytest.mark.parametrize("n_tasks", [1, 2, 3, 7, 64, 1001])
+@pytest.mark.parametrize("n_threads", [1, 2, -1])
+def test_every_task_runs_exactly_once(n_tasks, n_threads):
+    counts = np.zeros(n_tasks, dtype=np.int64)
+    run_tasks(_count_tasks, n_tasks, counts, n_threads=n_threads)
+    np.testing.assert_array_equal(counts, 1)
+
+
+def test_tasks_are_shared_between_threads():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    seen = set()
+
+    def kernel(task_begin, task_end):
+        seen.add(threading.get_ident())
+        time.sleep(0.01)  # releases the GIL: the pool thread claims chunks too
+
+    run_tasks(kernel, 8, n_threads=2)
+    assert len(seen) == 2
+
+
+def test_thread_cap_keeps_the_call_on_the_calling_thread():
+    idents = []
+
+    def kernel(task_begin, task_end):
+        idents.append((threading.get_ident(), task_begin, task_end))
+
+    with thread_cap(1):
+        run_tasks(kernel, 16, n_threads=-1)
+    assert idents == [(threading.get_ident(), 0, 16)]
+
+
+def test_errors_in_a_chunk_reach_the_caller():
+    def kernel(task_begin, task_end):
+        if task_begin <= 5 < task_end:
+            raise RuntimeError("chunk failed")
+
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        run_tasks(kernel, 16, n_threads=2)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 10**6])
+def test_out_of_range_thread_counts_are_rejected(bad):
+    with pytest.raises(ValueError, match="n_threads"):
+        resolve_n_threads(bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, "2", True])
+def test_non_integer_thread_counts_are_rejected(bad):
+    with pytest.raises(TypeError, match="n_threads"):
+        resolve_n_threads(bad)
