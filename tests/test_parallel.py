@@ -70,3 +70,27 @@ def test_out_of_range_thread_counts_are_rejected(bad):
 def test_non_integer_thread_counts_are_rejected(bad):
     with pytest.raises(TypeError, match="n_threads"):
         resolve_n_threads(bad)
+
+
+def _count_in_child(queue):
+    counts = np.zeros(64, dtype=np.int64)
+    run_tasks(_count_tasks, 64, counts, n_threads=2)
+    queue.put(int(counts.sum()))
+
+
+@pytest.mark.skipif(
+    "fork" not in __import__("multiprocessing").get_all_start_methods(),
+    reason="needs fork",
+)
+def test_a_forked_child_gets_a_fresh_pool():
+    import multiprocessing
+
+    # The parent's pool exists (its threads are not inherited by a child).
+    run_tasks(_count_tasks, 64, np.zeros(64, dtype=np.int64), n_threads=2)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_count_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) == 64
