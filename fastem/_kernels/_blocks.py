@@ -43,6 +43,40 @@ def load_rows_centered(X, r0, nb, center, xt):
 
 
 @njit(**SERIAL)
+def exp_shifted(L, nb, rowmax, E, bits, total):
+    """``rowmax[b] = max_k L[k, b]``, ``E[k, b] = exp(L[k, b] - rowmax[b])``
+    and ``total[b] = sum_k E[k, b]`` for the ``nb`` columns of the ``(K, B)``
+    block ``L`` (the stable log-sum-exp: every exponent is <= 0, and
+    ``log sum_k exp(L[k, b]) = rowmax[b] + log total[b]``)."""
+    K = L.shape[0]
+    for b in range(nb):
+        rowmax[b] = L[0, b]
+        total[b] = 0.0
+    for k in range(1, K):
+        for b in range(nb):
+            rowmax[b] = max(rowmax[b], L[k, b])
+    for k in range(K):
+        e = E[k]
+        for b in range(nb):
+            e[b] = L[k, b] - rowmax[b]
+        exp_inplace(e, bits, nb)
+        for b in range(nb):
+            total[b] += e[b]
+
+
+@njit(**SERIAL)
+def argmax_rows(L, nb, r0, out_label):
+    """``out_label[r0 + b] = argmax_k L[k, b]`` (first maximum) for ``b < nb``."""
+    K = L.shape[0]
+    for b in range(nb):
+        best = 0
+        for k in range(1, K):
+            if L[k, b] > L[best, b]:
+                best = k
+        out_label[r0 + b] = best
+
+
+@njit(**SERIAL)
 def responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
     """Log-sum-exp over components and weighted responsibilities.
 
@@ -57,20 +91,7 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
     is a scratch buffer of the block length.  Works in the dtype of ``L``.
     """
     K = L.shape[0]
-    for b in range(nb):
-        rowmax[b] = L[0, b]
-    for k in range(1, K):
-        for b in range(nb):
-            rowmax[b] = max(rowmax[b], L[k, b])
-    for b in range(nb):
-        total[b] = 0.0
-    for k in range(K):
-        e = resp[k]
-        for b in range(nb):
-            e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, bits, nb)
-        for b in range(nb):
-            total[b] += e[b]
+    exp_shifted(L, nb, rowmax, resp, bits, total)
     ll = 0.0
     wsum = 0.0
     if sw.shape[0] > 0:
@@ -112,29 +133,12 @@ def emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label):
     of the block's shape; the outputs are float64 for any dtype of ``L``."""
     K = L.shape[0]
     if out_label.shape[0] > 0:
-        for b in range(nb):
-            best = 0
-            for k in range(1, K):
-                if L[k, b] > L[best, b]:
-                    best = k
-            out_label[r0 + b] = best
+        argmax_rows(L, nb, r0, out_label)
     want_lse = out_lse.shape[0] > 0
     want_resp = out_resp.shape[0] > 0
     if not (want_lse or want_resp):
         return
-    for b in range(nb):
-        rowmax[b] = L[0, b]
-        total[b] = 0.0
-    for k in range(1, K):
-        for b in range(nb):
-            rowmax[b] = max(rowmax[b], L[k, b])
-    for k in range(K):
-        e = E[k]
-        for b in range(nb):
-            e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, bits, nb)
-        for b in range(nb):
-            total[b] += e[b]
+    exp_shifted(L, nb, rowmax, E, bits, total)
     if want_lse:
         for b in range(nb):
             out_lse[r0 + b] = float(rowmax[b]) + math.log(total[b])

@@ -52,7 +52,7 @@ import numpy as np
 from numba import njit
 
 from .._config import KERNEL, SERIAL
-from ._blocks import load_rows, responsibilities
+from ._blocks import argmax_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -727,12 +727,7 @@ def _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label):
             for k in range(K):
                 out_resp[r0 + b, k] = resp[k, b]
     if out_label.shape[0] > 0:
-        for b in range(nb):
-            best = 0
-            for k in range(1, K):
-                if L[k, b] > L[best, b]:
-                    best = k
-            out_label[r0 + b] = best
+        argmax_rows(L, nb, r0, out_label)
 
 
 @njit(**SERIAL)
