@@ -17,22 +17,12 @@ MIN_TASK_ROWS = 4096
 MAX_TASKS = 64
 #: Target bytes of one ``(n_features, block)`` buffer (a few fit in L1).
 _BLOCK_BYTES = 32768
-#: Wide rows get at least this many rows per block while one buffer stays
-#: within ``_WIDE_BLOCK_BYTES`` (L2): the reductions over the rows of a block
-#: (scatter updates) end in horizontal sums, which 64-row blocks at D = 64 did
-#: not amortise (128 rows measured 0-20 % faster there).
-_WIDE_MIN_ROWS = 128
-_WIDE_BLOCK_BYTES = 131072
 
 
 def block_rows(n_features: int, itemsize: int = 8) -> int:
     """Rows per block for data of ``itemsize`` bytes: a multiple of 16 between
     16 and 256 (float64) or 512 (float32)."""
-    row_bytes = max(int(n_features), 1) * itemsize
-    rows = max(
-        _BLOCK_BYTES // row_bytes,
-        min(_WIDE_MIN_ROWS, _WIDE_BLOCK_BYTES // row_bytes),
-    )
+    rows = _BLOCK_BYTES // (max(int(n_features), 1) * itemsize)
     cap = 256 * 8 // itemsize
     return int(max(16, min(cap, rows - rows % 16)))
 
