@@ -43,7 +43,7 @@ def load_rows_centered(X, r0, nb, center, xt):
 
 
 @njit(**SERIAL)
-def exp_shifted(L, nb, rowmax, E, bits, total):
+def exp_shifted(L, nb, rowmax, E, total):
     """``rowmax[b] = max_k L[k, b]``, ``E[k, b] = exp(L[k, b] - rowmax[b])``
     and ``total[b] = sum_k E[k, b]`` for the ``nb`` columns of the ``(K, B)``
     block ``L`` (the stable log-sum-exp: every exponent is <= 0, and
@@ -59,7 +59,7 @@ def exp_shifted(L, nb, rowmax, E, bits, total):
         e = E[k]
         for b in range(nb):
             e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, bits, nb)
+        exp_inplace(e, nb)
         for b in range(nb):
             total[b] += e[b]
 
@@ -77,7 +77,7 @@ def argmax_rows(L, nb, r0, out_label):
 
 
 @njit(**SERIAL)
-def responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
+def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     """Log-sum-exp over components and weighted responsibilities.
 
     Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
@@ -87,11 +87,11 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
     maximum is subtracted before exponentiating, so nothing overflows, and
     components whose log-density is ``-inf`` get exactly zero responsibility.
     On return ``rowmax[b]`` holds the row maximum of ``L`` and ``total[b]``
-    the factor ``w_b / sum_k exp(L[k, b] - rowmax[b])``.  ``bits`` (int64)
-    is a scratch buffer of the block length.  Works in the dtype of ``L``.
+    the factor ``w_b / sum_k exp(L[k, b] - rowmax[b])``.  Works in the dtype
+    of ``L``.
     """
     K = L.shape[0]
-    exp_shifted(L, nb, rowmax, resp, bits, total)
+    exp_shifted(L, nb, rowmax, resp, total)
     ll = 0.0
     wsum = 0.0
     if sw.shape[0] > 0:
@@ -125,11 +125,11 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc):
 
 
 @njit(**SERIAL)
-def emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label):
+def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
     """Write the log-sum-exp, posterior and arg-max of the block ``L`` (K, B)
     of rows ``r0 .. r0 + nb`` into whichever of ``out_lse`` (N,),
     ``out_resp`` (N, K) and ``out_label`` (N,) has rows (length-0 outputs are
-    skipped).  ``rowmax``, ``total``, ``E`` and ``bits`` are scratch buffers
+    skipped).  ``rowmax``, ``total`` and ``E`` are scratch buffers
     of the block's shape; the outputs are float64 for any dtype of ``L``."""
     K = L.shape[0]
     if out_label.shape[0] > 0:
@@ -138,7 +138,7 @@ def emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label):
     want_resp = out_resp.shape[0] > 0
     if not (want_lse or want_resp):
         return
-    exp_shifted(L, nb, rowmax, E, bits, total)
+    exp_shifted(L, nb, rowmax, E, total)
     if want_lse:
         for b in range(nb):
             out_lse[r0 + b] = float(rowmax[b]) + math.log(total[b])

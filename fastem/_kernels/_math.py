@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from .._config import CACHE, SERIAL
 
@@ -41,11 +42,27 @@ _F32_C = (
 )
 
 
+@intrinsic
+def _bits_as_float(typingctx, i):
+    """Reinterpret the bits of an int64 as a float64 (int32 as float32)."""
+    if i == types.int64:
+        result, llvm_type = types.float64, ir.DoubleType()
+    elif i == types.int32:
+        result, llvm_type = types.float32, ir.FloatType()
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_type)
+
+    return result(i), codegen
+
+
 # Compiled with FMA contraction only: reassociating the range reduction costs
 # up to 12 ulp, while fused multiply-adds make both the reduction and Horner's
 # scheme more accurate and twice as fast (within 1 ulp of libm on [-708, 0]).
 @njit(cache=CACHE, nogil=True, fastmath={"contract"})
-def _exp64(v, bits, n):
+def _exp64(v, n):
     for i in range(n):
         x = v[i]
         xc = max(x, _EXP_MIN)
@@ -63,17 +80,13 @@ def _exp64(v, bits, n):
         p = p * r + 0.5000000000000019
         p = p * r + 1.0
         p = p * r + 1.0
-        bits[i] = (np.int64(k) + 1023) << 52
-        v[i] = p if x >= _EXP_MIN else 0.0
-    scale = bits.view(np.float64)
-    for i in range(n):
-        v[i] *= scale[i]
+        scale = _bits_as_float((np.int64(k) + 1023) << 52)
+        v[i] = p * scale if x >= _EXP_MIN else 0.0
 
 
 @njit(cache=CACHE, nogil=True, fastmath={"contract"})
-def _exp32(v, bits, n):
+def _exp32(v, n):
     c = _F32_C
-    bits32 = bits.view(np.int32)
     for i in range(n):
         x = v[i]
         xc = max(x, _F32_EXP_MIN)
@@ -87,36 +100,33 @@ def _exp32(v, bits, n):
         p = p * r + c[5]
         p = p * r + c[6]
         p = p * r + c[7]
-        bits32[i] = (np.int64(k) + 127) << 23
-        v[i] = p if x >= _F32_EXP_MIN else _F32_ZERO
-    scale = bits32.view(np.float32)
-    for i in range(n):
-        v[i] *= scale[i]
+        scale = _bits_as_float(np.int32((np.int64(k) + 127) << 23))
+        v[i] = p * scale if x >= _F32_EXP_MIN else _F32_ZERO
 
 
-def exp_inplace(v, bits, n):
+def exp_inplace(v, n):
     """``v[:n] = exp(v[:n])`` for float64 or float32 ``v``, vectorised.
 
     ``exp(x) = 2^k exp(r)`` with ``k = round(x / log 2)`` and ``|r| <= log(2)/2``;
     ``exp(r)`` by a polynomial (float64: degree 11, interpolating ``exp`` at
     the Chebyshev nodes of ``|r| <= 0.3466``, relative error 4e-18; float32:
-    Taylor, degree 7, < 3e-9) and ``2^k`` assembled in the
-    exponent bits via ``bits`` (int64, length >= n).  Arguments below -708
+    Taylor, degree 7, < 3e-9) and ``2^k`` assembled in the exponent bits of a
+    float (one loop, no scratch buffer).  Arguments below -708
     (float64) or -87 (float32) give 0 rather than a subnormal number.
     """
     if v.itemsize == 8:
-        _exp64(v, bits, n)
+        _exp64(v, n)
     else:
-        _exp32(v, bits, n)
+        _exp32(v, n)
 
 
 # Chosen by dtype at typing time, so a float64 kernel never compiles the
 # float32 exponential (an ``itemsize`` branch would compile both).
 @overload(exp_inplace)
-def _exp_inplace_typed(v, bits, n):
+def _exp_inplace_typed(v, n):
     if v.dtype == types.float64:
-        return lambda v, bits, n: _exp64(v, bits, n)
-    return lambda v, bits, n: _exp32(v, bits, n)
+        return lambda v, n: _exp64(v, n)
+    return lambda v, n: _exp32(v, n)
 
 
 @njit(**SERIAL)

@@ -205,14 +205,13 @@ def estep_dense(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows(X, r0, nb, xt)
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             _accumulate_dense(xt, nb, resp, nk[t], sx[t])
 
 
@@ -244,7 +243,6 @@ def estep_sparse(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         nkt = nk[t]
         st = sxT[t]
         r_end = min(N, (t + 1) * task_rows)
@@ -253,7 +251,7 @@ def estep_sparse(
             _log_prob_sparse(
                 kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt
             )
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 s = 0.0
                 for b in range(nb):
@@ -332,14 +330,13 @@ def per_row_dense(
         E = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
             load_rows(X, r0, nb, xt)
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
-            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+            emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
 @njit(**KERNEL)
@@ -369,11 +366,10 @@ def per_row_sparse(
         E = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
             _log_prob_sparse(
                 kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt
             )
-            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+            emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)

@@ -252,13 +252,12 @@ def estep_full(
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
         total = np.empty(block, dt)
-        bits = np.empty(block, np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_full(xt, nb, means, prec, log_norm, diff, y, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 if _accumulate_centered(
                     xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
@@ -298,14 +297,13 @@ def estep_tied(
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
         total = np.empty(block, dt)
-        bits = np.empty(block, np.int64)
         origin = np.zeros(D, dt)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 _accumulate_centered(xt, nb, resp, origin, k, wdiff, diff, nk[t], sx[t])
             # The total scatter uses the row weights, not the responsibilities.
@@ -344,13 +342,12 @@ def estep_diag(
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
         total = np.empty(block, dt)
-        bits = np.empty(block, np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_diag(xt, nb, means, prec, log_norm, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
@@ -381,13 +378,12 @@ def estep_spherical(
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
         total = np.empty(block, dt)
-        bits = np.empty(block, np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_spherical(xt, nb, means, prec, log_norm, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
@@ -399,7 +395,7 @@ def estep_spherical(
 @njit(**SERIAL)
 def _row_buffers(D, K, block, dt):
     """Per-task scratch of the per-row kernels: ``xt, buf, y, L, E, rowmax,
-    total, bits``."""
+    total``."""
     return (
         np.empty((D, block), dt),
         np.empty((D, block), dt),
@@ -408,7 +404,6 @@ def _row_buffers(D, K, block, dt):
         np.empty((K, block), dt),
         np.empty(block, dt),
         np.empty(block, dt),
-        np.empty(block, np.int64),
     )
 
 
@@ -436,14 +431,14 @@ def per_row_full(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, buf, y, L, E, rowmax, total, bits = _row_buffers(
+        xt, buf, y, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_full(xt, nb, means, prec, log_norm, buf, y, L)
-            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+            emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
 @njit(**KERNEL)
@@ -464,14 +459,14 @@ def per_row_tied(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, buf, _y, L, E, rowmax, total, bits = _row_buffers(
+        xt, buf, _y, L, E, rowmax, total = _row_buffers(
             D, shifted.shape[0], block, X.dtype
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_tied(xt, nb, prec, shifted, log_norm, buf, L)
-            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+            emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
 @njit(**KERNEL)
@@ -492,14 +487,14 @@ def per_row_diag(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, _buf, _y, L, E, rowmax, total, bits = _row_buffers(
+        xt, _buf, _y, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_diag(xt, nb, means, prec, log_norm, L)
-            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+            emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
 @njit(**KERNEL)
@@ -520,11 +515,11 @@ def per_row_spherical(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, _buf, _y, L, E, rowmax, total, bits = _row_buffers(
+        xt, _buf, _y, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_spherical(xt, nb, means, prec, log_norm, L)
-            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+            emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)

@@ -382,7 +382,6 @@ def estep_missing_full(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         seg_p = np.empty(block, dtype=np.int64)
         seg_lo = np.empty(block + 1, dtype=np.int64)
         Lw = np.empty((D, D))
@@ -418,7 +417,7 @@ def estep_missing_full(
                 upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
                 for b in range(nb):
                     row[b] -= 0.5 * q[b]
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 rk = resp[k]
                 tot = 0.0
@@ -506,7 +505,6 @@ def estep_missing_tied(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         Lw = np.empty((D, D))
         G = np.empty((D, D))
         C = np.empty((D, D))
@@ -546,7 +544,7 @@ def estep_missing_tied(
                 nb = min(block, e_run - r0)
                 load_rows(Xm, r0, nb, xt)
                 _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, u, e, L)
-                responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+                responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
                 for b in range(nb):
                     wts[b] = sw[r0 + b] if has_w else 1.0
                     wrun += wts[b]
@@ -649,7 +647,6 @@ def estep_missing_diag(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         miss_c = np.empty((K, D))
         var = np.empty((K, D))
         for k in range(K):
@@ -683,7 +680,7 @@ def estep_missing_diag(
                         z = (xt[a, b] - mu) * pc
                         w = om[a, b]
                         row[b] += w * (-0.5 * z * z) + (1.0 - w) * cm
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 rk = resp[k]
                 s = 0.0
@@ -856,7 +853,6 @@ def rows_missing_full(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         seg_p = np.empty(block, dtype=np.int64)
         seg_lo = np.empty(block + 1, dtype=np.int64)
         Lw = np.empty((D, D))
@@ -895,7 +891,7 @@ def rows_missing_full(
                 upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
                 for b in range(nb):
                     row[b] -= 0.5 * q[b]
-            responsibilities(L, nb, no_w, 0, rowmax, resp, bits, total, acc)
+            responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
                 continue
@@ -971,7 +967,6 @@ def rows_missing_tied(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         Lw = np.empty((D, D))
         G = np.empty((D, D))
         C = np.empty((D, D))
@@ -1011,7 +1006,7 @@ def rows_missing_tied(
                 nb = min(block, e_run - r0)
                 load_rows(Xm, r0, nb, xt)
                 _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, uu, e, L)
-                responsibilities(L, nb, no_w, 0, rowmax, resp, bits, total, acc)
+                responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
                 _emit_block(
                     r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label
                 )
@@ -1079,7 +1074,6 @@ def rows_missing_diag(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
         idx = np.empty(D, dtype=np.int64)
         Lw = np.empty((0, 0))
         v = np.empty(0)
@@ -1111,7 +1105,7 @@ def rows_missing_diag(
                         zz = (xt[a, b] - mu) * pc
                         w = om[a, b]
                         row[b] += w * (-0.5 * zz * zz) + (1.0 - w) * cmiss
-            responsibilities(L, nb, no_w, 0, rowmax, resp, bits, total, acc)
+            responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
                 continue

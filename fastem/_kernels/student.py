@@ -179,15 +179,15 @@ def estep_student(
         ru = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
+        kbuf = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows(X, r0, nb, xt)
             _log_prob_t(
-                xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, bits
+                xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, kbuf
             )
-            responsibilities(L, nb, sw, r0, rowmax, resp, bits, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 nu = dofs[k]
                 nud = nu + D
@@ -236,12 +236,12 @@ def per_row_student(
         E = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        bits = np.empty(block, dtype=np.int64)
+        kbuf = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
             load_rows(X, r0, nb, xt)
             _log_prob_t(
-                xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, bits
+                xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, kbuf
             )
-            emit_rows(L, nb, r0, rowmax, total, E, bits, out_lse, out_resp, out_label)
+            emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
