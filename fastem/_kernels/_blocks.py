@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from .._config import SERIAL
-from ._math import exp_inplace
+from ._math import exp_simd
 
 
 @njit(**SERIAL)
@@ -56,12 +56,10 @@ def exp_shifted(L, nb, rowmax, E, total):
         for b in range(nb):
             rowmax[b] = max(rowmax[b], L[k, b])
     for k in range(K):
-        e = E[k]
         for b in range(nb):
-            e[b] = L[k, b] - rowmax[b]
-        exp_inplace(e, nb)
-        for b in range(nb):
-            total[b] += e[b]
+            e = exp_simd(L[k, b] - rowmax[b])
+            E[k, b] = e
+            total[b] += e
 
 
 @njit(**SERIAL)

@@ -62,71 +62,66 @@ def _bits_as_float(typingctx, i):
 # up to 12 ulp, while fused multiply-adds make both the reduction and Horner's
 # scheme more accurate and twice as fast (within 1 ulp of libm on [-708, 0]).
 @njit(cache=CACHE, nogil=True, fastmath={"contract"})
-def _exp64(v, n):
-    for i in range(n):
-        x = v[i]
-        xc = max(x, _EXP_MIN)
-        k = math.floor(xc * _LOG2E + 0.5)
-        r = (xc - k * _LN2_HI) - k * _LN2_LO
-        p = 2.5110049204818658e-08
-        p = p * r + 2.763265472252779e-07
-        p = p * r + 2.755724088722987e-06
-        p = p * r + 2.4801485441561313e-05
-        p = p * r + 0.00019841269890076403
-        p = p * r + 0.0013888888952352863
-        p = p * r + 0.008333333333319589
-        p = p * r + 0.04166666666648795
-        p = p * r + 0.1666666666666668
-        p = p * r + 0.5000000000000019
-        p = p * r + 1.0
-        p = p * r + 1.0
-        scale = _bits_as_float((np.int64(k) + 1023) << 52)
-        v[i] = p * scale if x >= _EXP_MIN else 0.0
+def _exp64(x):
+    xc = max(x, _EXP_MIN)
+    k = math.floor(xc * _LOG2E + 0.5)
+    r = (xc - k * _LN2_HI) - k * _LN2_LO
+    p = 2.5110049204818658e-08
+    p = p * r + 2.763265472252779e-07
+    p = p * r + 2.755724088722987e-06
+    p = p * r + 2.4801485441561313e-05
+    p = p * r + 0.00019841269890076403
+    p = p * r + 0.0013888888952352863
+    p = p * r + 0.008333333333319589
+    p = p * r + 0.04166666666648795
+    p = p * r + 0.1666666666666668
+    p = p * r + 0.5000000000000019
+    p = p * r + 1.0
+    p = p * r + 1.0
+    scale = _bits_as_float((np.int64(k) + 1023) << 52)
+    return p * scale if x >= _EXP_MIN else 0.0
 
 
 @njit(cache=CACHE, nogil=True, fastmath={"contract"})
-def _exp32(v, n):
+def _exp32(x):
     c = _F32_C
-    for i in range(n):
-        x = v[i]
-        xc = max(x, _F32_EXP_MIN)
-        k = np.floor(xc * _F32_LOG2E + _F32_HALF)
-        r = (xc - k * _F32_LN2_HI) - k * _F32_LN2_LO
-        p = c[0]
-        p = p * r + c[1]
-        p = p * r + c[2]
-        p = p * r + c[3]
-        p = p * r + c[4]
-        p = p * r + c[5]
-        p = p * r + c[6]
-        p = p * r + c[7]
-        scale = _bits_as_float(np.int32((np.int64(k) + 127) << 23))
-        v[i] = p * scale if x >= _F32_EXP_MIN else _F32_ZERO
+    xc = max(x, _F32_EXP_MIN)
+    k = np.floor(xc * _F32_LOG2E + _F32_HALF)
+    r = (xc - k * _F32_LN2_HI) - k * _F32_LN2_LO
+    p = c[0]
+    p = p * r + c[1]
+    p = p * r + c[2]
+    p = p * r + c[3]
+    p = p * r + c[4]
+    p = p * r + c[5]
+    p = p * r + c[6]
+    p = p * r + c[7]
+    scale = _bits_as_float(np.int32((np.int64(k) + 127) << 23))
+    return p * scale if x >= _F32_EXP_MIN else _F32_ZERO
 
 
-def exp_inplace(v, n):
-    """``v[:n] = exp(v[:n])`` for float64 or float32 ``v``, vectorised.
+def exp_simd(x):
+    """``exp(x)`` for a float64 or float32 scalar, in code that vectorises.
 
-    ``exp(x) = 2^k exp(r)`` with ``k = round(x / log 2)`` and ``|r| <= log(2)/2``;
-    ``exp(r)`` by a polynomial (float64: degree 11, interpolating ``exp`` at
-    the Chebyshev nodes of ``|r| <= 0.3466``, relative error 4e-18; float32:
-    Taylor, degree 7, < 3e-9) and ``2^k`` assembled in the exponent bits of a
-    float (one loop, no scratch buffer).  Arguments below -708
-    (float64) or -87 (float32) give 0 rather than a subnormal number.
+    Call it inside a loop over an array: LLVM inlines it and the loop becomes
+    SIMD code (numba's ``math.exp`` is a scalar libm call that does not).
+    ``exp(x) = 2^k exp(r)`` with ``k = round(x / log 2)`` and
+    ``|r| <= log(2)/2``; ``exp(r)`` by a polynomial (float64: degree 11,
+    interpolating ``exp`` at the Chebyshev nodes of ``|r| <= 0.3466``,
+    relative error 4e-18; float32: Taylor, degree 7, < 3e-9) and ``2^k``
+    assembled in the exponent bits.  Arguments below -708 (float64) or -87
+    (float32), ``-inf`` included, give 0 rather than a subnormal number.
     """
-    if v.itemsize == 8:
-        _exp64(v, n)
-    else:
-        _exp32(v, n)
+    return _exp64(x) if isinstance(x, float) else _exp32(x)
 
 
-# Chosen by dtype at typing time, so a float64 kernel never compiles the
-# float32 exponential (an ``itemsize`` branch would compile both).
-@overload(exp_inplace)
-def _exp_inplace_typed(v, n):
-    if v.dtype == types.float64:
-        return lambda v, n: _exp64(v, n)
-    return lambda v, n: _exp32(v, n)
+# Chosen by type at typing time: a float64 kernel never compiles the float32
+# exponential.
+@overload(exp_simd)
+def _exp_simd_typed(x):
+    if x == types.float64:
+        return lambda x: _exp64(x)
+    return lambda x: _exp32(x)
 
 
 @njit(**SERIAL)

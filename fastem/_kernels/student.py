@@ -42,7 +42,7 @@ _SQRT2_BITS = 0x3FF6A09E667F3BCD
 _EXPONENT_ONE = 1 << 52
 
 
-# Like exp_inplace: compiled without fast-math, written as three simple
+# Like _math.exp_simd: compiled without fast-math, written as three simple
 # loops over the block that the compiler vectorises (numba's math.log1p is
 # a scalar libm call).
 @njit(cache=CACHE, nogil=True, fastmath=False)
