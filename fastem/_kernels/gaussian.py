@@ -130,16 +130,19 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
 
 
 @njit(**SERIAL)
-def _log_prob_spherical(xt, nb, means, prec, log_norm, L):
-    """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``
-    (four features per sweep, as in :func:`_log_prob_diag`)."""
+def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
+    """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``.
+
+    ``Q[k, b] = ||x_b - mu_k||^2`` (four features per sweep, as in
+    :func:`_log_prob_diag`) and ``L[k, b] = log_norm[k] - prec[k]^2 Q[k, b]``;
+    ``Q`` may be ``L`` itself when the distances are not needed."""
     D = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
-        row = L[k]
+        q = Q[k]
         m = means[k]
         for b in range(nb):
-            row[b] = 0.0
+            q[b] = 0.0
         d = 0
         while d + 3 < D:
             m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
@@ -149,19 +152,66 @@ def _log_prob_spherical(xt, nb, means, prec, log_norm, L):
                 t1 = x1[b] - m1
                 t2 = x2[b] - m2
                 t3 = x3[b] - m3
-                row[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+                q[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
             d += 4
         while d < D:
             md = m[d]
             xd = xt[d]
             for b in range(nb):
                 t = xd[b] - md
-                row[b] += t * t
+                q[b] += t * t
             d += 1
         c = log_norm[k]
         p2 = prec[k] * prec[k]
+        row = L[k]
         for b in range(nb):
-            row[b] = c - p2 * row[b]
+            row[b] = c - p2 * q[b]
+
+
+@njit(**SERIAL)
+def _accumulate_first_moments(xt, nb, resp, nblk, sx):
+    """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
+    ``sx[k] += sum_b r_kb x_b`` for every component (the rows of the block
+    are in the columns of ``xt``).
+
+    Four features per sweep over the block (each load of ``resp[k]`` feeds
+    four FMAs).  Partial sums are in the dtype of the block."""
+    D = xt.shape[0]
+    K = resp.shape[0]
+    zero = np.zeros(1, xt.dtype)[0]
+    for k in range(K):
+        r = resp[k]
+        n = zero
+        for b in range(nb):
+            n += r[b]
+        nblk[k] = n
+        if n == 0.0:
+            continue
+        d = 0
+        while d + 3 < D:
+            x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            for b in range(nb):
+                w = r[b]
+                s0 += w * x0[b]
+                s1 += w * x1[b]
+                s2 += w * x2[b]
+                s3 += w * x3[b]
+            sx[k, d] += s0
+            sx[k, d + 1] += s1
+            sx[k, d + 2] += s2
+            sx[k, d + 3] += s3
+            d += 4
+        while d < D:
+            xd = xt[d]
+            s0 = zero
+            for b in range(nb):
+                s0 += r[b] * xd[b]
+            sx[k, d] += s0
+            d += 1
 
 
 @njit(**SERIAL)
@@ -291,28 +341,29 @@ def estep_tied(
     for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
         u = np.empty((D, block), dt)
-        diff = np.empty((D, block), dt)
         wdiff = np.empty((D, block), dt)
         L = np.empty((K, block), dt)
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
         total = np.empty(block, dt)
-        origin = np.zeros(D, dt)
+        nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            _accumulate_first_moments(xt, nb, resp, nblk, sx[t])
             for k in range(K):
-                _accumulate_centered(xt, nb, resp, origin, k, wdiff, diff, nk[t], sx[t])
+                nk[t, k] += nblk[k]
             # The total scatter uses the row weights, not the responsibilities.
-            for d in range(D):
-                for b in range(nb):
-                    z = xt[d, b]
-                    diff[d, b] = z
-                    wdiff[d, b] = z * sw[r0 + b] if has_w else z
-            add_lower_scatter(wdiff, diff, nb, sxx[t])
+            if has_w:
+                for d in range(D):
+                    for b in range(nb):
+                        wdiff[d, b] = xt[d, b] * sw[r0 + b]
+                add_lower_scatter(wdiff, xt, nb, sxx[t])
+            else:
+                add_lower_scatter(xt, xt, nb, sxx[t])
 
 
 @njit(**KERNEL)
@@ -368,23 +419,40 @@ def estep_spherical(
     task_begin,
     task_end,
 ):
-    """Same statistics as ``estep_diag``; the M-step averages over features."""
+    """``sxx[t, k] = sum r_k ||x - mu_k||^2``: the squared distances come
+    from the log-density pass, so the statistics cost one FMA per feature."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
     for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
+        Q = np.empty((K, block), dt)
         L = np.empty((K, block), dt)
         resp = np.empty((K, block), dt)
+        nblk = np.empty(K, dt)
         rowmax = np.empty(block, dt)
         total = np.empty(block, dt)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_spherical(xt, nb, means, prec, log_norm, L)
+            _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
+            _accumulate_first_moments(xt, nb, resp, nblk, sx[t])
+            for k in range(K):
+                n = nblk[k]
+                if n == 0.0:
+                    continue
+                nk[t, k] += n
+                # sum_b r_kb (x_b - mu_k) = sum_b r_kb x_b - n mu_k
+                for d in range(D):
+                    sx[t, k, d] -= float(n) * float(means[k, d])
+                q = Q[k]
+                r = resp[k]
+                s2 = np.zeros(1, dt)[0]
+                for b in range(nb):
+                    s2 += r[b] * q[b]
+                sxx[t, k] += s2
 
 
 # ---------------------------------------------------------------------------
@@ -521,5 +589,5 @@ def per_row_spherical(
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_spherical(xt, nb, means, prec, log_norm, L)
+            _log_prob_spherical(xt, nb, means, prec, log_norm, L, L)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)

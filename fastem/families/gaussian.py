@@ -79,7 +79,8 @@ class GaussianStats:
     * ``nk[k] = sum_i r_ik``
     * ``sum_x[k] = sum_i r_ik (x_i - s_k)``
     * ``sum_xx``: ``full`` ``(K, D, D)`` ``sum_i r_ik (x_i - s_k)(x_i - s_k)^T``;
-      ``diag``/``spherical`` ``(K, D)`` its diagonal; ``tied`` ``(D, D)``
+      ``diag`` ``(K, D)`` its diagonal; ``spherical`` ``(K,)`` its trace
+      ``sum_i r_ik ||x_i - s_k||^2``; ``tied`` ``(D, D)``
       ``sum_i w_i (x_i - c)(x_i - c)^T``.
     * ``log_likelihood = sum_i w_i log p(x_i)`` under the parameters of the
       E-step, and ``total_weight = sum_i w_i``.
@@ -141,8 +142,14 @@ class GaussianStats:
                 + np.outer(d, first)
                 + self.total_weight * np.outer(d, d)
             )
-        else:
+        elif self.covariance_type == "diag":
             sxx = self.sum_xx + 2 * self.sum_x * delta + self.nk[:, None] * delta**2
+        else:
+            sxx = (
+                self.sum_xx
+                + 2 * np.einsum("kd,kd->k", self.sum_x, delta)
+                + self.nk * np.einsum("kd,kd->k", delta, delta)
+            )
         return replace(self, sum_x=sx, sum_xx=sxx, shift=shift.copy())
 
     def scaled(self, factor: float) -> GaussianStats:
@@ -332,10 +339,12 @@ def e_step(
     elif cov == "tied":
         sxx = np.zeros((T, D, D))
         kernel, middle = _k.estep_tied, (a.prec, a.shifted)
-    else:
+    elif cov == "diag":
         sxx = np.zeros((T, K, D))
-        kernel = _k.estep_diag if cov == "diag" else _k.estep_spherical
-        middle = (a.means, a.prec)
+        kernel, middle = _k.estep_diag, (a.means, a.prec)
+    else:
+        sxx = np.zeros((T, K))
+        kernel, middle = _k.estep_spherical, (a.means, a.prec)
     run_tasks(
         kernel,
         T,
@@ -461,11 +470,12 @@ def estimate_moments(
         covariances = (stats.sum_xx - between) / nk.sum()
         covariances = 0.5 * (covariances + covariances.T)
         covariances[np.arange(D), np.arange(D)] += reg_covar
-    else:
+    elif cov == "diag":
         var = np.maximum(stats.sum_xx / nk[:, None] - delta**2, 0.0)
-        if cov == "spherical":
-            var = var.mean(axis=1)
         covariances = var + reg_covar
+    else:
+        sq = np.einsum("kd,kd->k", delta, delta)
+        covariances = np.maximum(stats.sum_xx / nk - sq, 0.0) / D + reg_covar
     return nk, means, covariances
 
 
@@ -483,6 +493,8 @@ def stats_from_scatter(
         return GaussianStats("full", nk, sum_x, scatter, shift, 0.0, total)
     if covariance_type in ("diag", "spherical"):
         diag = np.diagonal(scatter, axis1=1, axis2=2).copy()
+        if covariance_type == "spherical":
+            diag = diag.sum(axis=1)
         return GaussianStats(covariance_type, nk, sum_x, diag, shift, 0.0, total)
     # tied: move every component's statistics to the data mean c.
     center = (sum_x + nk[:, None] * shift).sum(axis=0) / total

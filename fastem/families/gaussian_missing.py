@@ -105,6 +105,8 @@ def e_step(
     sum_xx = sxx.sum(axis=0)
     if cov in ("full", "tied"):
         sum_xx = g._symmetrize_lower(sum_xx)
+    elif cov == "spherical":
+        sum_xx = sum_xx.sum(axis=1)
     return g.GaussianStats(
         cov,
         nk.sum(axis=0),
