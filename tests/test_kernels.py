@@ -340,3 +340,39 @@ def test_vectorised_exp_is_accurate():
     low32 = np.array([-88.0, -np.inf], np.float32)
     exp_array(low32, 2)
     np.testing.assert_array_equal(low32, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wide_data_over_several_blocks(make_mixture, cov, dtype):
+    """37 features (short blocks, feature loops with a remainder after the
+    four-feature sweeps) and a partial last block: statistics and per-row
+    outputs still match their definitions."""
+    X, _ = make_mixture(1100, 37, K, seed=71, separation=4.0)
+    sw = np.random.RandomState(72).uniform(0.0, 2.0, X.shape[0])
+    ref, params = _start(X, cov, sw)
+    Xd = X.astype(dtype)
+    Xr = Xd.astype(np.float64)
+    stats = gaussian_stats(Xd, params, sw)
+    resp, _ = e_step(Xr, ref, sw)
+    r = resp * sw[:, None]
+    rtol = 1e-12 if dtype == np.float64 else 1e-4
+    assert_close(stats.nk, r.sum(axis=0), rtol, "nk")
+    raw = stats.sum_x + stats.nk[:, None] * stats.shift
+    assert_close(raw, r.T @ Xr, rtol, "sum_x")
+    if cov != "tied":
+        m = stats.shift
+        scatter = np.array(
+            [(r[:, k, None] * (Xr - m[k])).T @ (Xr - m[k]) for k in range(K)]
+        )
+        expected = {
+            "full": scatter,
+            "diag": np.diagonal(scatter, axis1=1, axis2=2),
+            "spherical": np.trace(scatter, axis1=1, axis2=2),
+        }[cov]
+        assert_close(stats.sum_xx, expected, rtol, "sum_xx")
+    logp, proba = gaussian_per_row(Xd, params, responsibilities=True)[:2]
+    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
+    np.testing.assert_allclose(
+        proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
+    )
