@@ -177,16 +177,48 @@ def _conditional_factors(P, idx, o, Lw, G, C, v):
 
 
 @njit(**SERIAL)
-def _factors_tied(
-    prec, prec_chol, means, center, log_norm, idx, o, Lw, G, C, v, A, s, h, lnp
-):
-    """Shared conditional factors of a tied model for one pattern.
+def _tied_factor_buffers(D, K):
+    """Scratch for one pattern's tied factors: ``Lw, G, C, v, A, s, h, lnp``
+    (see :func:`_factors_tied`)."""
+    return (
+        np.empty((D, D)),
+        np.empty((D, D)),
+        np.empty((D, D)),
+        np.empty(D),
+        np.empty((D, D)),
+        np.empty((K, D)),
+        np.empty((K, D)),
+        np.empty(K),
+    )
+
+
+@njit(**SERIAL)
+def _tied_block_buffers(D, K, block):
+    """Per-task block scratch of the tied kernels: ``xt, xc, u, e, L, resp,
+    rowmax, total``."""
+    return (
+        np.empty((D, block)),
+        np.empty((D, block)),
+        np.empty((D, block)),
+        np.empty((D, block)),
+        np.empty((K, block)),
+        np.empty((K, block)),
+        np.empty(block),
+        np.empty(block),
+    )
+
+
+@njit(**SERIAL)
+def _factors_tied(prec, prec_chol, means, center, log_norm, idx, o, fac):
+    """Shared conditional factors of a tied model for one pattern, written
+    into ``fac = (Lw, G, C, v, A, s, h, lnp)``.
 
     ``A = U_O - G^T U_M`` (``o x D``) gives the observed-block Mahalanobis
     distance as ``||(x_O - mu_O)^T A||^2``; ``s[k] = (mu_kO - c_O)^T A`` and
     ``h[k] = mu_kM - c_M + G (mu_kO - c_O)``, so that the conditional mean is
     ``c_M - G (x_O - c_O) + h[k]``.
     """
+    Lw, G, C, v, A, s, h, lnp = fac
     D = prec.shape[0]
     K = means.shape[0]
     m = D - o
@@ -217,8 +249,10 @@ def _factors_tied(
 
 
 @njit(**SERIAL)
-def _block_tied(xt, nb, idx, o, center, A, s, G, lnp, xc, u, e, L):
-    """``xc[i] = x_{O_i} - c``, ``e = -G xc`` and ``L[k, b] = log p(x_O, k)``."""
+def _block_tied(xt, nb, idx, o, center, fac, xc, u, e, L):
+    """``xc[i] = x_{O_i} - c``, ``e = -G xc`` and ``L[k, b] = log p(x_O, k)``
+    with the pattern's factors ``fac`` (:func:`_factors_tied`)."""
+    G, A, s, lnp = fac[1], fac[4], fac[5], fac[7]
     D = xt.shape[0]
     K = s.shape[0]
     m = D - o
@@ -328,6 +362,66 @@ def _fill_missing(b0, b1, idx, o, G, d):
                 da[b] -= g * di[b]
 
 
+@njit(**SERIAL)
+def _log_joint_full(
+    Xm, r0, nb, starts, index, n_obs, log_norm, means, prec_chol, prec, work
+):
+    """Load sorted rows ``r0:r0+nb`` and compute ``L[k, b] = log p(x_O, k)``;
+    leaves the completed, centered rows ``xhat_k - mu_k`` in ``dk[k]`` and
+    the runs of equal pattern in ``seg_p``/``seg_lo``.  Returns the number
+    of runs.  ``work`` is the tuple of :func:`_full_buffers`."""
+    xt, dk, y, q, L, seg_p, seg_lo, Lw, G, v, lnpc, cached = work
+    D = Xm.shape[1]
+    K = means.shape[0]
+    load_rows(Xm, r0, nb, xt)
+    ns = _segments(starts, r0, nb, seg_p, seg_lo)
+    for k in range(K):
+        d = dk[k]
+        row = L[k]
+        _center_block(xt, nb, means[k], d)
+        for s in range(ns):
+            p = seg_p[s]
+            idx = index[p]
+            o = n_obs[p]
+            if cached[k] != p:
+                ld = _conditional_gain(prec[k], idx, o, Lw, G[k], v)
+                lnpc[k] = log_norm[k] + 0.5 * (D - o) * _LOG_2PI - ld
+                cached[k] = p
+            b0 = seg_lo[s]
+            b1 = seg_lo[s + 1]
+            _fill_missing(b0, b1, idx, o, G[k], d)
+            c = lnpc[k]
+            for b in range(b0, b1):
+                row[b] = c
+        for b in range(nb):
+            q[b] = 0.0
+        upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
+        for b in range(nb):
+            row[b] -= 0.5 * q[b]
+    return ns
+
+
+@njit(**SERIAL)
+def _full_buffers(D, K, block):
+    """Per-task scratch of :func:`_log_joint_full`: ``xt, dk, y, q, L,
+    seg_p, seg_lo, Lw, G, v, lnpc, cached`` (a one-pattern factor cache per
+    component: ``cached[k]`` is the pattern whose factors ``G[k]`` holds)."""
+    return (
+        np.empty((D, block)),
+        np.empty((K, D, block)),
+        np.empty((2, block)),
+        np.empty(block),
+        np.empty((K, block)),
+        np.empty(block, dtype=np.int64),
+        np.empty(block + 1, dtype=np.int64),
+        np.empty((D, D)),
+        np.empty((K, D, D)),
+        np.empty(D),
+        np.empty(K),
+        np.full(K, -1, dtype=np.int64),
+    )
+
+
 @njit(**KERNEL)
 def estep_missing_full(
     Xm,
@@ -373,50 +467,18 @@ def estep_missing_full(
         p_first = _first_run(starts, r_begin)
         p_last = _first_run(starts, r_end - 1)
         npk = np.zeros((p_last - p_first + 1, K))
-        xt = np.empty((D, block))
-        dk = np.empty((K, D, block))
+        work = _full_buffers(D, K, block)
+        _xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
         wd = np.empty((D, block))
-        y = np.empty((2, block))
-        q = np.empty(block)
-        L = np.empty((K, block))
+        C = np.empty((D, D))
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        seg_p = np.empty(block, dtype=np.int64)
-        seg_lo = np.empty(block + 1, dtype=np.int64)
-        Lw = np.empty((D, D))
-        G = np.empty((K, D, D))
-        C = np.empty((D, D))
-        v = np.empty(D)
-        lnpc = np.empty(K)
-        cached = np.full(K, -1, dtype=np.int64)
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
-            load_rows(Xm, r0, nb, xt)
-            ns = _segments(starts, r0, nb, seg_p, seg_lo)
-            for k in range(K):
-                d = dk[k]
-                row = L[k]
-                _center_block(xt, nb, means[k], d)
-                for s in range(ns):
-                    p = seg_p[s]
-                    idx = index[p]
-                    o = n_obs[p]
-                    if cached[k] != p:
-                        ld = _conditional_gain(prec[k], idx, o, Lw, G[k], v)
-                        lnpc[k] = log_norm[k] + 0.5 * (D - o) * _LOG_2PI - ld
-                        cached[k] = p
-                    b0 = seg_lo[s]
-                    b1 = seg_lo[s + 1]
-                    _fill_missing(b0, b1, idx, o, G[k], d)
-                    c = lnpc[k]
-                    for b in range(b0, b1):
-                        row[b] = c
-                for b in range(nb):
-                    q[b] = 0.0
-                upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
-                for b in range(nb):
-                    row[b] -= 0.5 * q[b]
+            ns = _log_joint_full(
+                Xm, r0, nb, starts, index, n_obs, log_norm, means, prec_chol, prec, work
+            )
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 rk = resp[k]
@@ -493,26 +555,13 @@ def estep_missing_tied(
     K = means.shape[0]
     has_w = sw.shape[0] > 0
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        xc = np.empty((D, block))
-        u = np.empty((D, block))
-        e = np.empty((D, block))
+        xt, xc, u, e, L, resp, rowmax, total = _tied_block_buffers(D, K, block)
+        fac = _tied_factor_buffers(D, K)
+        C, h = fac[2], fac[6]
         hbar = np.empty((D, block))
         vv = np.empty((D, block))
         wv = np.empty((D, block))
         wts = np.empty(block)
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
-        Lw = np.empty((D, D))
-        G = np.empty((D, D))
-        C = np.empty((D, D))
-        A = np.empty((D, D))
-        s_k = np.empty((K, D))
-        h = np.empty((K, D))
-        v = np.empty(D)
-        lnp = np.empty(K)
         S = sxx[t]
         r = t * task_rows
         r_end = min(n, r + task_rows)
@@ -522,28 +571,12 @@ def estep_missing_tied(
             idx = index[p]
             o = n_obs[p]
             m = D - o
-            _factors_tied(
-                prec,
-                prec_chol,
-                means,
-                center,
-                log_norm,
-                idx,
-                o,
-                Lw,
-                G,
-                C,
-                v,
-                A,
-                s_k,
-                h,
-                lnp,
-            )
+            _factors_tied(prec, prec_chol, means, center, log_norm, idx, o, fac)
             wrun = 0.0
             for r0 in range(r, e_run, block):
                 nb = min(block, e_run - r0)
                 load_rows(Xm, r0, nb, xt)
-                _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, u, e, L)
+                _block_tied(xt, nb, idx, o, center, fac, xc, u, e, L)
                 responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
                 for b in range(nb):
                     wts[b] = sw[r0 + b] if has_w else 1.0
@@ -611,6 +644,54 @@ def estep_missing_tied(
             p += 1
 
 
+@njit(**SERIAL)
+def _diag_terms(prec_chol):
+    """``(miss_c, var)``: ``miss_c[k, d] = 0.5 log 2 pi - log prec_chol[k, d]``
+    is what a missing feature ``d`` takes out of ``log p(x, k)``;
+    ``var[k, d] = 1 / prec_chol[k, d]^2`` its conditional variance."""
+    K, D = prec_chol.shape
+    miss_c = np.empty((K, D))
+    var = np.empty((K, D))
+    for k in range(K):
+        for a in range(D):
+            pc = prec_chol[k, a]
+            miss_c[k, a] = 0.5 * _LOG_2PI - math.log(pc)
+            var[k, a] = 1.0 / (pc * pc)
+    return miss_c, var
+
+
+@njit(**SERIAL)
+def _log_joint_diag(Xm, r0, nb, log_norm, means, prec_chol, miss_c, xt, om, L):
+    """Load rows ``r0:r0+nb`` into ``xt`` with their observed mask ``om``
+    (1 observed, 0 missing; missing entries are 0 in ``xt``) and compute
+    ``L[k, b] = log p(x_O, k)``: a missing feature drops out of the
+    diagonal Gaussian's log-density."""
+    D = Xm.shape[1]
+    K = means.shape[0]
+    for b in range(nb):
+        for a in range(D):
+            x = Xm[r0 + b, a]
+            if x != x:
+                xt[a, b] = 0.0
+                om[a, b] = 0.0
+            else:
+                xt[a, b] = x
+                om[a, b] = 1.0
+    for k in range(K):
+        row = L[k]
+        c0 = log_norm[k]
+        for b in range(nb):
+            row[b] = c0
+        for a in range(D):
+            mu = means[k, a]
+            pc = prec_chol[k, a]
+            cm = miss_c[k, a]
+            for b in range(nb):
+                z = (xt[a, b] - mu) * pc
+                w = om[a, b]
+                row[b] += w * (-0.5 * z * z) + (1.0 - w) * cm
+
+
 @njit(**KERNEL)
 def estep_missing_diag(
     Xm,
@@ -639,7 +720,7 @@ def estep_missing_diag(
     ``n_obs`` are unused; the signature matches the other kernels)."""
     n, D = Xm.shape
     K = means.shape[0]
-    log_2pi_half = 0.5 * _LOG_2PI
+    miss_c, var = _diag_terms(prec_chol)
     for t in range(task_begin, task_end):
         xt = np.empty((D, block))
         om = np.empty((D, block))
@@ -647,39 +728,11 @@ def estep_missing_diag(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        miss_c = np.empty((K, D))
-        var = np.empty((K, D))
-        for k in range(K):
-            for a in range(D):
-                pc = prec_chol[k, a]
-                miss_c[k, a] = log_2pi_half - math.log(pc)
-                var[k, a] = 1.0 / (pc * pc)
         r_begin = t * task_rows
         r_end = min(n, r_begin + task_rows)
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
-            for b in range(nb):
-                for a in range(D):
-                    x = Xm[r0 + b, a]
-                    if x != x:
-                        xt[a, b] = 0.0
-                        om[a, b] = 0.0
-                    else:
-                        xt[a, b] = x
-                        om[a, b] = 1.0
-            for k in range(K):
-                row = L[k]
-                c0 = log_norm[k]
-                for b in range(nb):
-                    row[b] = c0
-                for a in range(D):
-                    mu = means[k, a]
-                    pc = prec_chol[k, a]
-                    cm = miss_c[k, a]
-                    for b in range(nb):
-                        z = (xt[a, b] - mu) * pc
-                        w = om[a, b]
-                        row[b] += w * (-0.5 * z * z) + (1.0 - w) * cm
+            _log_joint_diag(Xm, r0, nb, log_norm, means, prec_chol, miss_c, xt, om, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 rk = resp[k]
@@ -741,14 +794,11 @@ def _emit_completion(
     pc_diag,
     Lw,
     v,
-    out_fill,
-    u,
-    z,
-    out_draws,
+    completion,
 ):
     """Imputation and draws of sorted row ``row`` (block column ``b``), with
     ``cm[k, q]`` the conditional mean of missing feature ``idx[o + q]`` under
-    component ``k``.
+    component ``k``; ``completion = (out_fill, u, z, out_draws)``.
 
     ``out_fill[row]``: the row with each missing value replaced by
     ``sum_k p(k | x_O) cm[k, q]``.  ``out_draws[s, row]``: component ``kk`` is
@@ -759,6 +809,7 @@ def _emit_completion(
     as given, shared by the components), or ``1 / pc_diag[kk]``
     (``cov_code`` 2).
     """
+    out_fill, u, z, out_draws = completion
     D = xt.shape[0]
     K = resp.shape[0]
     m = D - o
@@ -841,56 +892,25 @@ def rows_missing_full(
     K = means.shape[0]
     no_w = np.empty(0)
     pc_diag = np.empty((0, 0))
+    completion = (out_fill, u, z, out_draws)
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        dk = np.empty((K, D, block))
-        y = np.empty((2, block))
-        q = np.empty(block)
-        L = np.empty((K, block))
+        work = _full_buffers(D, K, block)
+        xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
-        seg_p = np.empty(block, dtype=np.int64)
-        seg_lo = np.empty(block + 1, dtype=np.int64)
-        Lw = np.empty((D, D))
-        G = np.empty((K, D, D))
-        v = np.empty(D)
-        lnpc = np.empty(K)
-        cached = np.full(K, -1, dtype=np.int64)
         cm = np.empty((K, D))
         acc = np.zeros(3)
         r_begin = t * task_rows
         r_end = min(n, r_begin + task_rows)
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
-            load_rows(Xm, r0, nb, xt)
-            ns = _segments(starts, r0, nb, seg_p, seg_lo)
-            for k in range(K):
-                d = dk[k]
-                row = L[k]
-                _center_block(xt, nb, means[k], d)
-                for s in range(ns):
-                    p = seg_p[s]
-                    idx = index[p]
-                    o = n_obs[p]
-                    if cached[k] != p:
-                        ld = _conditional_gain(prec[k], idx, o, Lw, G[k], v)
-                        lnpc[k] = log_norm[k] + 0.5 * (D - o) * _LOG_2PI - ld
-                        cached[k] = p
-                    b0 = seg_lo[s]
-                    b1 = seg_lo[s + 1]
-                    _fill_missing(b0, b1, idx, o, G[k], d)
-                    c = lnpc[k]
-                    for b in range(seg_lo[s], seg_lo[s + 1]):
-                        row[b] = c
-                for b in range(nb):
-                    q[b] = 0.0
-                upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
-                for b in range(nb):
-                    row[b] -= 0.5 * q[b]
+            ns = _log_joint_full(
+                Xm, r0, nb, starts, index, n_obs, log_norm, means, prec_chol, prec, work
+            )
             responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
@@ -917,10 +937,7 @@ def rows_missing_full(
                         pc_diag,
                         Lw,
                         v,
-                        out_fill,
-                        u,
-                        z,
-                        out_draws,
+                        completion,
                     )
 
 
@@ -955,26 +972,14 @@ def rows_missing_tied(
     no_w = np.empty(0)
     no_prec = np.empty((0, 0, 0))
     pc_diag = np.empty((0, 0))
+    completion = (out_fill, u, z, out_draws)
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        xc = np.empty((D, block))
-        uu = np.empty((D, block))
-        e = np.empty((D, block))
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
-        Lw = np.empty((D, D))
-        G = np.empty((D, D))
-        C = np.empty((D, D))
-        A = np.empty((D, D))
-        s_k = np.empty((K, D))
-        h = np.empty((K, D))
-        v = np.empty(D)
-        lnp = np.empty(K)
+        xt, xc, uu, e, L, resp, rowmax, total = _tied_block_buffers(D, K, block)
+        fac = _tied_factor_buffers(D, K)
+        Lw, v, h = fac[0], fac[3], fac[6]
         cm = np.empty((K, D))
         acc = np.zeros(3)
         r = t * task_rows
@@ -985,27 +990,11 @@ def rows_missing_tied(
             idx = index[p]
             o = n_obs[p]
             m = D - o
-            _factors_tied(
-                prec,
-                prec_chol,
-                means,
-                center,
-                log_norm,
-                idx,
-                o,
-                Lw,
-                G,
-                C,
-                v,
-                A,
-                s_k,
-                h,
-                lnp,
-            )
+            _factors_tied(prec, prec_chol, means, center, log_norm, idx, o, fac)
             for r0 in range(r, e_run, block):
                 nb = min(block, e_run - r0)
                 load_rows(Xm, r0, nb, xt)
-                _block_tied(xt, nb, idx, o, center, A, s_k, G, lnp, xc, uu, e, L)
+                _block_tied(xt, nb, idx, o, center, fac, xc, uu, e, L)
                 responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
                 _emit_block(
                     r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label
@@ -1029,10 +1018,7 @@ def rows_missing_tied(
                         pc_diag,
                         Lw,
                         v,
-                        out_fill,
-                        u,
-                        z,
-                        out_draws,
+                        completion,
                     )
             r = e_run
             p += 1
@@ -1063,7 +1049,8 @@ def rows_missing_diag(
     K = means.shape[0]
     no_w = np.empty(0)
     no_prec = np.empty((0, 0, 0))
-    log_2pi_half = 0.5 * _LOG_2PI
+    miss_c = _diag_terms(prec_chol)[0]
+    completion = (out_fill, u, z, out_draws)
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
@@ -1083,28 +1070,7 @@ def rows_missing_diag(
         r_end = min(n, r_begin + task_rows)
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
-            for b in range(nb):
-                for a in range(D):
-                    x = Xm[r0 + b, a]
-                    if x != x:
-                        xt[a, b] = 0.0
-                        om[a, b] = 0.0
-                    else:
-                        xt[a, b] = x
-                        om[a, b] = 1.0
-            for k in range(K):
-                row = L[k]
-                c0 = log_norm[k]
-                for b in range(nb):
-                    row[b] = c0
-                for a in range(D):
-                    mu = means[k, a]
-                    pc = prec_chol[k, a]
-                    cmiss = log_2pi_half - math.log(pc)
-                    for b in range(nb):
-                        zz = (xt[a, b] - mu) * pc
-                        w = om[a, b]
-                        row[b] += w * (-0.5 * zz * zz) + (1.0 - w) * cmiss
+            _log_joint_diag(Xm, r0, nb, log_norm, means, prec_chol, miss_c, xt, om, L)
             responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
@@ -1136,8 +1102,5 @@ def rows_missing_diag(
                     prec_chol,
                     Lw,
                     v,
-                    out_fill,
-                    u,
-                    z,
-                    out_draws,
+                    completion,
                 )
