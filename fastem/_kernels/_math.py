@@ -125,12 +125,14 @@ def _exp_simd_typed(x):
 
 
 @njit(**SERIAL)
-def upper_tri_sq_norms(diff, nb, U, y, out):
-    """``out[b] += ||(diff[:, b])^T U||^2`` for upper-triangular ``U`` (D, D).
+def upper_tri_sq_norms(diff, nb, U, off, y, out):
+    """``out[b] += ||(diff[:, b])^T U - off||^2`` for upper-triangular ``U``
+    (D, D) and an offset ``off`` (D,).
 
     ``diff`` is ``(D, B)`` (rows of the block in columns); ``y`` is ``(2, B)``
     scratch.  Column ``j`` of the product is ``sum_{i <= j} diff[i, :] U[i,
-    j]``.  Columns are computed in pairs and eight (then four) terms are added
+    j]``; with ``off = mu^T U`` the result is the squared norm of
+    ``(x - mu)^T U`` without forming ``x - mu``.  Columns are computed in pairs and eight (then four) terms are added
     per sweep over the block, so each load of a ``diff`` row feeds two FMAs
     and each load and store of ``y`` carries eight.
     """
@@ -219,15 +221,19 @@ def upper_tri_sq_norms(diff, nb, U, y, out):
                 y0[b] += d[b] * a
                 y1[b] += d[b] * c
             i += 1
+        o0 = off[j]
         if j1 > j:
             c = U[j1, j1]
+            o1 = off[j1]
             d = diff[j1]
             for b in range(nb):
-                t = y1[b] + d[b] * c
-                out[b] += y0[b] * y0[b] + t * t
+                t0 = y0[b] - o0
+                t1 = (y1[b] + d[b] * c) - o1
+                out[b] += t0 * t0 + t1 * t1
         else:
             for b in range(nb):
-                out[b] += y0[b] * y0[b]
+                t0 = y0[b] - o0
+                out[b] += t0 * t0
         j += 2
 
 

@@ -43,21 +43,30 @@ from ._math import add_lower_scatter, upper_tri_sq_norms
 
 
 @njit(**SERIAL)
-def _log_prob_full(xt, nb, means, prec, log_norm, diff, y, L):
+def _project_means(means, prec, out):
+    """``out[k] = mu_k^T U_k`` for upper-triangular ``U_k = prec[k]``."""
+    K, D = means.shape
+    for k in range(K):
+        for j in range(D):
+            acc = 0.0
+            for i in range(j + 1):
+                acc += means[k, i] * prec[k, i, j]
+            out[k, j] = acc
+
+
+@njit(**SERIAL)
+def _log_prob_full(xt, nb, prec, projected, log_norm, y, L):
     """``L[k, b] = log p(x_b, k)`` for full covariances (scikit-learn's
     ``_estimate_log_gaussian_prob``: Mahalanobis distance via the precision
-    Cholesky factor)."""
-    D = xt.shape[0]
-    K = means.shape[0]
+    Cholesky factor), as ``||x^T U_k - mu_k^T U_k||^2`` with
+    ``projected[k] = mu_k^T U_k`` (:func:`_project_means`): the block is
+    multiplied as loaded, no ``x - mu_k`` copy per component."""
+    K = prec.shape[0]
     for k in range(K):
-        for d in range(D):
-            m = means[k, d]
-            for b in range(nb):
-                diff[d, b] = xt[d, b] - m
         row = L[k]
         for b in range(nb):
             row[b] = 0.0
-        upper_tri_sq_norms(diff, nb, prec[k], y, row)
+        upper_tri_sq_norms(xt, nb, prec[k], projected[k], y, row)
         c = log_norm[k]
         for b in range(nb):
             row[b] = c - row[b]
@@ -215,10 +224,11 @@ def _accumulate_first_moments(xt, nb, resp, nblk, sx):
 
 
 @njit(**SERIAL)
-def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
-    """Add ``sum_b r_kb`` and ``sum_b r_kb (x_b - s)`` for component k; leave
-    ``diff = x - s`` and ``wdiff = r_k (x - s)`` in the buffers.  Returns
-    False when the block gives component k no responsibility at all."""
+def _weigh_centered(xt, nb, resp, shift, k, wdiff, nk, sx, sblk):
+    """``wdiff = r_k (x - s)`` for component k; adds ``sum_b r_kb`` to
+    ``nk[k]`` and ``sum_b r_kb (x_b - s)`` to ``sx[k]``, and leaves the
+    latter (this block's sums, float64) in ``sblk``.  Returns False when the
+    block gives component k no responsibility at all."""
     D = xt.shape[0]
     zero = np.zeros(1, xt.dtype)[0]
     n = zero
@@ -231,13 +241,24 @@ def _accumulate_centered(xt, nb, resp, shift, k, wdiff, diff, nk, sx):
         s = shift[d]
         acc = zero
         for b in range(nb):
-            z = xt[d, b] - s
-            diff[d, b] = z
-            wz = resp[k, b] * z
+            wz = resp[k, b] * (xt[d, b] - s)
             wdiff[d, b] = wz
             acc += wz
+        sblk[d] = acc
         sx[k, d] += acc
     return True
+
+
+@njit(**SERIAL)
+def _add_scatter_around(wdiff, xt, nb, shift, sblk, S):
+    """``S += sum_b w_b (x_b - s)^T`` (lower triangle) for ``w_b =
+    wdiff[:, b]``, as ``sum_b w_b x_b^T - (sum_b w_b) s^T``: the block
+    itself is the right factor, no ``x - s`` copy."""
+    add_lower_scatter(wdiff, xt, nb, S)
+    for i in range(S.shape[0]):
+        a = sblk[i]
+        for j in range(i + 1):
+            S[i, j] -= a * shift[j]
 
 
 @njit(**SERIAL)
@@ -295,24 +316,26 @@ def estep_full(
     dt = X.dtype
     for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
-        diff = np.empty((D, block), dt)
         wdiff = np.empty((D, block), dt)
         y = np.empty((2, block), dt)
         L = np.empty((K, block), dt)
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
         total = np.empty(block, dt)
+        projected = np.empty((K, D), dt)
+        sblk = np.empty(D)
+        _project_means(means, prec, projected)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_full(xt, nb, means, prec, log_norm, diff, y, L)
+            _log_prob_full(xt, nb, prec, projected, log_norm, y, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
-                if _accumulate_centered(
-                    xt, nb, resp, means[k], k, wdiff, diff, nk[t], sx[t]
+                if _weigh_centered(
+                    xt, nb, resp, means[k], k, wdiff, nk[t], sx[t], sblk
                 ):
-                    add_lower_scatter(wdiff, diff, nb, sxx[t, k])
+                    _add_scatter_around(wdiff, xt, nb, means[k], sblk, sxx[t, k])
 
 
 @njit(**KERNEL)
@@ -499,13 +522,15 @@ def per_row_full(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, buf, y, L, E, rowmax, total = _row_buffers(
+        xt, _buf, y, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype
         )
+        projected = np.empty(means.shape, X.dtype)
+        _project_means(means, prec, projected)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_full(xt, nb, means, prec, log_norm, buf, y, L)
+            _log_prob_full(xt, nb, prec, projected, log_norm, y, L)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 

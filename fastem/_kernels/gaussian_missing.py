@@ -373,6 +373,7 @@ def _log_joint_full(
     xt, dk, y, q, L, seg_p, seg_lo, Lw, G, v, lnpc, cached = work
     D = Xm.shape[1]
     K = means.shape[0]
+    no_offset = np.zeros(D)
     load_rows(Xm, r0, nb, xt)
     ns = _segments(starts, r0, nb, seg_p, seg_lo)
     for k in range(K):
@@ -395,7 +396,7 @@ def _log_joint_full(
                 row[b] = c
         for b in range(nb):
             q[b] = 0.0
-        upper_tri_sq_norms(d, nb, prec_chol[k], y, q)
+        upper_tri_sq_norms(d, nb, prec_chol[k], no_offset, y, q)
         for b in range(nb):
             row[b] -= 0.5 * q[b]
     return ns

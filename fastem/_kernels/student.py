@@ -120,6 +120,7 @@ def _log_prob_t(
     ``L[k, b] = log p(x_b, k)``."""
     D = xt.shape[0]
     K = means.shape[0]
+    no_offset = np.zeros(D, xt.dtype)
     for k in range(K):
         for d in range(D):
             m = means[k, d]
@@ -128,7 +129,7 @@ def _log_prob_t(
         row = M[k]
         for b in range(nb):
             row[b] = 0.0
-        upper_tri_sq_norms(diff, nb, prec_chol[k], y, row)
+        upper_tri_sq_norms(diff, nb, prec_chol[k], no_offset, y, row)
         inv_nu = 1.0 / dofs[k]
         q = lq[k]
         for b in range(nb):
