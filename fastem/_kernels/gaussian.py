@@ -263,28 +263,48 @@ def _add_scatter_around(wdiff, xt, nb, shift, sblk, S):
 
 @njit(**SERIAL)
 def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
-    """Per-feature first and second moments around the current means."""
+    """Per-feature first and second moments around the current means.
+
+    Two features per sweep over the block: each load of ``resp[k]`` feeds
+    both, and the four running sums keep the FMA units busy."""
     D = xt.shape[0]
     K = means.shape[0]
     zero = np.zeros(1, xt.dtype)[0]
     for k in range(K):
+        r = resp[k]
         n = zero
         for b in range(nb):
-            n += resp[k, b]
+            n += r[b]
         if n == 0.0:
             continue
         nk[k] += n
-        for d in range(D):
-            m = means[k, d]
-            s1 = zero
-            s2 = zero
+        d = 0
+        while d < D:
+            # A lone last feature is paired with itself and stored once.
+            d1 = min(d + 1, D - 1)
+            m0 = means[k, d]
+            m1 = means[k, d1]
+            x0 = xt[d]
+            x1 = xt[d1]
+            a0 = zero
+            a1 = zero
+            q0 = zero
+            q1 = zero
             for b in range(nb):
-                z = xt[d, b] - m
-                wz = resp[k, b] * z
-                s1 += wz
-                s2 += wz * z
-            sx[k, d] += s1
-            sxx[k, d] += s2
+                z0 = x0[b] - m0
+                z1 = x1[b] - m1
+                w0 = r[b] * z0
+                w1 = r[b] * z1
+                a0 += w0
+                a1 += w1
+                q0 += w0 * z0
+                q1 += w1 * z1
+            sx[k, d] += a0
+            sxx[k, d] += q0
+            if d1 > d:
+                sx[k, d1] += a1
+                sxx[k, d1] += q1
+            d += 2
 
 
 # ---------------------------------------------------------------------------
