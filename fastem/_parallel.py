@@ -3,8 +3,9 @@
 Every kernel is a serial, ``nogil`` numba function that processes a range of
 *tasks* ``[task_begin, task_end)`` and writes only the output slices of those
 tasks (see :mod:`fastem._layout`).  :func:`run_tasks` cuts the task range into
-chunks that the calling thread and up to ``n_threads - 1`` pool threads claim
-one after another, so a core slowed by other work simply claims fewer chunks.
+chunks of decreasing size (:func:`guided_chunks`) that the calling thread and
+up to ``n_threads - 1`` pool threads claim one after another, so a core
+slowed by other work simply claims fewer chunks.
 The per-task outputs are added by the caller in task order, so the result does
 not depend on the number of threads or on which thread ran which chunk.
 
@@ -30,9 +31,6 @@ import numba
 _LOCAL = threading.local()
 _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
-#: Chunks per thread: enough to balance a core that is busy with other work,
-#: few enough that the per-call overhead (microseconds) stays negligible.
-_CHUNKS_PER_THREAD = 4
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -90,6 +88,23 @@ def resolve_n_threads(n_threads: int | None) -> int:
     return n_threads
 
 
+def guided_chunks(n_tasks: int, n_threads: int) -> list[tuple[int, int]]:
+    """Task ranges of decreasing size covering ``[0, n_tasks)`` in order.
+
+    Each chunk takes ``1 / (2 n_threads)`` of the tasks still unassigned (at
+    least one), OpenMP's ``guided`` schedule: the first chunks are large (few
+    kernel calls), the last ones a single task, so the threads finish within
+    about one task of each other even when a core is slowed by other work.
+    """
+    chunks = []
+    begin = 0
+    while begin < n_tasks:
+        size = max(1, (n_tasks - begin) // (2 * n_threads))
+        chunks.append((begin, begin + size))
+        begin += size
+    return chunks
+
+
 def run_tasks(
     kernel: Callable[..., None],
     n_tasks: int,
@@ -117,14 +132,13 @@ def run_tasks(
     if n <= 1:
         kernel(*args, 0, n_tasks)
         return
-    chunk = -(-n_tasks // (_CHUNKS_PER_THREAD * n))
-    # A range iterator shared by the threads: next() on it is atomic under
-    # the GIL, so every chunk is claimed exactly once.
-    starts = iter(range(0, n_tasks, chunk))
+    # An iterator shared by the threads: next() on it is atomic under the
+    # GIL, so every chunk is claimed exactly once, largest first.
+    chunks = iter(guided_chunks(n_tasks, n))
 
     def claim_chunks() -> None:
-        for begin in starts:
-            kernel(*args, begin, min(begin + chunk, n_tasks))
+        for begin, end in chunks:
+            kernel(*args, begin, end)
 
     pool = _pool()
     helpers = [pool.submit(claim_chunks) for _ in range(n - 1)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastem._parallel import resolve_n_threads, run_tasks, thread_cap
+from fastem._parallel import guided_chunks, resolve_n_threads, run_tasks, thread_cap
 
 
 @njit(nogil=True)
@@ -25,6 +26,27 @@ def test_every_task_runs_exactly_once(n_tasks, n_threads):
     counts = np.zeros(n_tasks, dtype=np.int64)
     run_tasks(_count_tasks, n_tasks, counts, n_threads=n_threads)
     np.testing.assert_array_equal(counts, 1)
+
+
+@pytest.mark.parametrize("n_tasks", [1, 5, 64, 1001])
+@pytest.mark.parametrize("n_threads", [2, 3, 8])
+def test_guided_chunks_cover_the_tasks_largest_first(n_tasks, n_threads):
+    chunks = guided_chunks(n_tasks, n_threads)
+    # Consecutive, non-empty, covering [0, n_tasks) in order.
+    assert chunks[0][0] == 0 and chunks[-1][1] == n_tasks
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
+    sizes = [end - begin for begin, end in chunks]
+    assert min(sizes) >= 1
+    assert sizes == sorted(sizes, reverse=True)
+    # Each chunk is at most 1/(2 n_threads) of what was left, and the last
+    # one is a single task: the threads end within one task of each other.
+    left = n_tasks
+    for size in sizes:
+        assert size <= max(1, left // (2 * n_threads))
+        left -= size
+    assert sizes[-1] == 1
+    # Few kernel calls: logarithmic in the number of tasks, not linear.
+    assert len(chunks) <= 2 * n_threads * (np.log(n_tasks + 1) + 2)
 
 
 def test_tasks_are_shared_between_threads():
