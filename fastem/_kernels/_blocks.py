@@ -145,3 +145,49 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
             inv = 1.0 / float(total[b])
             for k in range(K):
                 out_resp[r0 + b, k] = E[k, b] * inv
+
+
+@njit(**SERIAL)
+def accumulate_first_moments(xt, nb, resp, nblk, sx):
+    """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
+    ``sx[k] += sum_b r_kb x_b`` for every component (the rows of the block
+    are in the columns of ``xt``).
+
+    Four features per sweep over the block (each load of ``resp[k]`` feeds
+    four FMAs).  Partial sums are in the dtype of the block."""
+    D = xt.shape[0]
+    K = resp.shape[0]
+    zero = np.zeros(1, xt.dtype)[0]
+    for k in range(K):
+        r = resp[k]
+        n = zero
+        for b in range(nb):
+            n += r[b]
+        nblk[k] = n
+        if n == 0.0:
+            continue
+        d = 0
+        while d + 3 < D:
+            x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            for b in range(nb):
+                w = r[b]
+                s0 += w * x0[b]
+                s1 += w * x1[b]
+                s2 += w * x2[b]
+                s3 += w * x3[b]
+            sx[k, d] += s0
+            sx[k, d + 1] += s1
+            sx[k, d + 2] += s2
+            sx[k, d + 3] += s3
+            d += 4
+        while d < D:
+            xd = xt[d]
+            s0 = zero
+            for b in range(nb):
+                s0 += r[b] * xd[b]
+            sx[k, d] += s0
+            d += 1

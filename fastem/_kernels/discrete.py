@@ -41,7 +41,7 @@ from numba import njit
 
 from .._config import KERNEL, SERIAL
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import emit_rows, load_rows, responsibilities
+from ._blocks import accumulate_first_moments, emit_rows, load_rows, responsibilities
 
 # ---------------------------------------------------------------------------
 # Row terms and log-probabilities of a block
@@ -115,49 +115,6 @@ def _log_prob_dense(xt, nb, c, A, rt, L):
 
 
 @njit(**SERIAL)
-def _accumulate_dense(xt, nb, resp, nk, sx):
-    """``nk[k] += sum_b resp[k, b]``, ``sx[k, d] += sum_b resp[k, b] xt[d, b]``."""
-    D = xt.shape[0]
-    K = resp.shape[0]
-    for k in range(K):
-        r = resp[k]
-        n = 0.0
-        for b in range(nb):
-            n += r[b]
-        if n == 0.0:
-            continue
-        nk[k] += n
-        d = 0
-        while d + 3 < D:
-            x0 = xt[d]
-            x1 = xt[d + 1]
-            x2 = xt[d + 2]
-            x3 = xt[d + 3]
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for b in range(nb):
-                rb = r[b]
-                s0 += rb * x0[b]
-                s1 += rb * x1[b]
-                s2 += rb * x2[b]
-                s3 += rb * x3[b]
-            sx[k, d] += s0
-            sx[k, d + 1] += s1
-            sx[k, d + 2] += s2
-            sx[k, d + 3] += s3
-            d += 4
-        while d < D:
-            x0 = xt[d]
-            s0 = 0.0
-            for b in range(nb):
-                s0 += r[b] * x0[b]
-            sx[k, d] += s0
-            d += 1
-
-
-@njit(**SERIAL)
 def _log_prob_sparse(
     kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt_out
 ):
@@ -205,6 +162,7 @@ def estep_dense(
         resp = np.empty((K, block))
         rowmax = np.empty(block)
         total = np.empty(block)
+        nblk = np.empty(K)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -212,7 +170,9 @@ def estep_dense(
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            _accumulate_dense(xt, nb, resp, nk[t], sx[t])
+            accumulate_first_moments(xt, nb, resp, nblk, sx[t])
+            for k in range(K):
+                nk[t, k] += nblk[k]
 
 
 @njit(**KERNEL)

@@ -34,7 +34,12 @@ from numba import njit
 
 from .._config import KERNEL, SERIAL
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import emit_rows, load_rows_centered, responsibilities
+from ._blocks import (
+    accumulate_first_moments,
+    emit_rows,
+    load_rows_centered,
+    responsibilities,
+)
 from ._math import add_lower_scatter, upper_tri_sq_norms
 
 # ---------------------------------------------------------------------------
@@ -175,52 +180,6 @@ def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
         row = L[k]
         for b in range(nb):
             row[b] = c - p2 * q[b]
-
-
-@njit(**SERIAL)
-def _accumulate_first_moments(xt, nb, resp, nblk, sx):
-    """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
-    ``sx[k] += sum_b r_kb x_b`` for every component (the rows of the block
-    are in the columns of ``xt``).
-
-    Four features per sweep over the block (each load of ``resp[k]`` feeds
-    four FMAs).  Partial sums are in the dtype of the block."""
-    D = xt.shape[0]
-    K = resp.shape[0]
-    zero = np.zeros(1, xt.dtype)[0]
-    for k in range(K):
-        r = resp[k]
-        n = zero
-        for b in range(nb):
-            n += r[b]
-        nblk[k] = n
-        if n == 0.0:
-            continue
-        d = 0
-        while d + 3 < D:
-            x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
-            s0 = zero
-            s1 = zero
-            s2 = zero
-            s3 = zero
-            for b in range(nb):
-                w = r[b]
-                s0 += w * x0[b]
-                s1 += w * x1[b]
-                s2 += w * x2[b]
-                s3 += w * x3[b]
-            sx[k, d] += s0
-            sx[k, d + 1] += s1
-            sx[k, d + 2] += s2
-            sx[k, d + 3] += s3
-            d += 4
-        while d < D:
-            xd = xt[d]
-            s0 = zero
-            for b in range(nb):
-                s0 += r[b] * xd[b]
-            sx[k, d] += s0
-            d += 1
 
 
 @njit(**SERIAL)
@@ -396,7 +355,7 @@ def estep_tied(
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            _accumulate_first_moments(xt, nb, resp, nblk, sx[t])
+            accumulate_first_moments(xt, nb, resp, nblk, sx[t])
             for k in range(K):
                 nk[t, k] += nblk[k]
             # The total scatter uses the row weights, not the responsibilities.
@@ -481,7 +440,7 @@ def estep_spherical(
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            _accumulate_first_moments(xt, nb, resp, nblk, sx[t])
+            accumulate_first_moments(xt, nb, resp, nblk, sx[t])
             for k in range(K):
                 n = nblk[k]
                 if n == 0.0:
