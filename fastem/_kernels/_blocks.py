@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .._config import SERIAL
 from ._math import exp_simd
@@ -40,6 +41,36 @@ def load_rows_centered(X, r0, nb, center, xt):
     for b in range(nb):
         for d in range(D):
             xt[d, b] = X[r0 + b, d] - center[d]
+
+
+def centered_float64(xt, X, r0, nb, center, out):
+    """The block ``X[r0:r0 + nb] - center`` (rows in columns) in float64.
+
+    For float64 data that is ``xt`` itself (loaded by
+    :func:`load_rows_centered`); for float32 data the rows and ``center`` are
+    converted before subtracting, into ``out`` (float64, ``(D, B)``).  For
+    sums that later cancel, e.g. the tied total scatter, which includes the
+    spread between components that the M-step subtracts again."""
+    if xt.dtype == np.float64:
+        return xt
+    out[:, :nb] = (X[r0 : r0 + nb].astype(np.float64) - center).T
+    return out
+
+
+# Chosen by dtype at typing time: the float64 version is free.
+@overload(centered_float64)
+def _centered_float64_typed(xt, X, r0, nb, center, out):
+    if xt.dtype == types.float64:
+        return lambda xt, X, r0, nb, center, out: xt
+
+    def convert(xt, X, r0, nb, center, out):
+        D = X.shape[1]
+        for b in range(nb):
+            for d in range(D):
+                out[d, b] = np.float64(X[r0 + b, d]) - np.float64(center[d])
+        return out
+
+    return convert
 
 
 @njit(**SERIAL)
@@ -148,10 +179,12 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
 
 
 @njit(**SERIAL)
-def accumulate_first_moments(xt, nb, resp, nblk, sx):
+def accumulate_first_moments(xt, nb, resp, shift, nblk, sx):
     """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
-    ``sx[k] += sum_b r_kb x_b`` for every component (the rows of the block
-    are in the columns of ``xt``).
+    ``sx[k] += sum_b r_kb (x_b - shift[k])`` for every component (the rows
+    of the block are in the columns of ``xt``; ``shift`` is ``(K, D)`` in
+    their dtype).  Sums around a point near the component stay accurate in
+    float32.
 
     Four features per sweep over the block (each load of ``resp[k]`` feeds
     four FMAs).  Partial sums are in the dtype of the block."""
@@ -160,6 +193,7 @@ def accumulate_first_moments(xt, nb, resp, nblk, sx):
     zero = np.zeros(1, xt.dtype)[0]
     for k in range(K):
         r = resp[k]
+        m = shift[k]
         n = zero
         for b in range(nb):
             n += r[b]
@@ -169,16 +203,17 @@ def accumulate_first_moments(xt, nb, resp, nblk, sx):
         d = 0
         while d + 3 < D:
             x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
+            m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
             s0 = zero
             s1 = zero
             s2 = zero
             s3 = zero
             for b in range(nb):
                 w = r[b]
-                s0 += w * x0[b]
-                s1 += w * x1[b]
-                s2 += w * x2[b]
-                s3 += w * x3[b]
+                s0 += w * (x0[b] - m0)
+                s1 += w * (x1[b] - m1)
+                s2 += w * (x2[b] - m2)
+                s3 += w * (x3[b] - m3)
             sx[k, d] += s0
             sx[k, d + 1] += s1
             sx[k, d + 2] += s2
@@ -186,8 +221,9 @@ def accumulate_first_moments(xt, nb, resp, nblk, sx):
             d += 4
         while d < D:
             xd = xt[d]
+            md = m[d]
             s0 = zero
             for b in range(nb):
-                s0 += r[b] * xd[b]
+                s0 += r[b] * (xd[b] - md)
             sx[k, d] += s0
             d += 1

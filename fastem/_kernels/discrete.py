@@ -163,6 +163,7 @@ def estep_dense(
         rowmax = np.empty(block)
         total = np.empty(block)
         nblk = np.empty(K)
+        origin = np.zeros((K, D))
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -170,7 +171,7 @@ def estep_dense(
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            accumulate_first_moments(xt, nb, resp, nblk, sx[t])
+            accumulate_first_moments(xt, nb, resp, origin, nblk, sx[t])
             for k in range(K):
                 nk[t, k] += nblk[k]
 

@@ -36,6 +36,7 @@ from .._config import KERNEL, SERIAL
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import (
     accumulate_first_moments,
+    centered_float64,
     emit_rows,
     load_rows_centered,
     responsibilities,
@@ -325,6 +326,7 @@ def estep_tied(
     log_norm,
     prec,
     shifted_means,
+    means,
     task_rows,
     block,
     nk,
@@ -335,7 +337,8 @@ def estep_tied(
     task_end,
 ):
     """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
-    ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``."""
+    ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``
+    (``shifted_means[k] = (mu_k - c) U``, ``means[k] = mu_k - c``)."""
     N, D = X.shape
     K = shifted_means.shape[0]
     dt = X.dtype
@@ -343,7 +346,8 @@ def estep_tied(
     for t in range(task_begin, task_end):
         xt = np.empty((D, block), dt)
         u = np.empty((D, block), dt)
-        wdiff = np.empty((D, block), dt)
+        x64 = np.empty((D, block) if X.itemsize != 8 else (0, 0))
+        wdiff = np.empty((D, block))
         L = np.empty((K, block), dt)
         resp = np.empty((K, block), dt)
         rowmax = np.empty(block, dt)
@@ -355,17 +359,27 @@ def estep_tied(
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            accumulate_first_moments(xt, nb, resp, nblk, sx[t])
+            # sum_b r_kb (x_b - c) as sum_b r_kb (x_b - mu_k) + n_k mu_k: the
+            # block sums around each component's mean are small and accurate
+            # in float32; the total scatter below is formed in float64.  Both
+            # include the spread between the components, which the M-step
+            # subtracts again (float32 sums around c would leave
+            # eps32 (distance / spread)^2 of error).
+            accumulate_first_moments(xt, nb, resp, means, nblk, sx[t])
             for k in range(K):
-                nk[t, k] += nblk[k]
+                n = nblk[k]
+                nk[t, k] += n
+                for d in range(D):
+                    sx[t, k, d] += float(n) * float(means[k, d])
+            xc = centered_float64(xt, X, r0, nb, center, x64)
             # The total scatter uses the row weights, not the responsibilities.
             if has_w:
                 for d in range(D):
                     for b in range(nb):
-                        wdiff[d, b] = xt[d, b] * sw[r0 + b]
-                add_lower_scatter(wdiff, xt, nb, sxx[t])
+                        wdiff[d, b] = xc[d, b] * sw[r0 + b]
+                add_lower_scatter(wdiff, xc, nb, sxx[t])
             else:
-                add_lower_scatter(xt, xt, nb, sxx[t])
+                add_lower_scatter(xc, xc, nb, sxx[t])
 
 
 @njit(**KERNEL)
@@ -440,15 +454,12 @@ def estep_spherical(
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            accumulate_first_moments(xt, nb, resp, nblk, sx[t])
+            accumulate_first_moments(xt, nb, resp, means, nblk, sx[t])
             for k in range(K):
                 n = nblk[k]
                 if n == 0.0:
                     continue
                 nk[t, k] += n
-                # sum_b r_kb (x_b - mu_k) = sum_b r_kb x_b - n mu_k
-                for d in range(D):
-                    sx[t, k, d] -= float(n) * float(means[k, d])
                 q = Q[k]
                 r = resp[k]
                 s2 = np.zeros(1, dt)[0]

@@ -327,7 +327,10 @@ def e_step(
     K = params.n_components
     cov = params.covariance_type
     T = n_tasks(N, D)
-    rows, block = task_rows(N, D), block_rows(D, X.dtype.itemsize)
+    # tied sums its total scatter in float64 whatever the dtype, so its
+    # float64 copy of a block must fit the cache like a float64 block.
+    itemsize = 8 if cov == "tied" else X.dtype.itemsize
+    rows, block = task_rows(N, D), block_rows(D, itemsize)
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
     acc = np.zeros((T, 3))
@@ -338,7 +341,7 @@ def e_step(
         kernel, middle = _k.estep_full, (a.means, a.prec)
     elif cov == "tied":
         sxx = np.zeros((T, D, D))
-        kernel, middle = _k.estep_tied, (a.prec, a.shifted)
+        kernel, middle = _k.estep_tied, (a.prec, a.shifted, a.means)
     elif cov == "diag":
         sxx = np.zeros((T, K, D))
         kernel, middle = _k.estep_diag, (a.means, a.prec)
