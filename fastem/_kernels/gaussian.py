@@ -436,7 +436,8 @@ def estep_spherical(
     task_end,
 ):
     """``sxx[t, k] = sum r_k ||x - mu_k||^2``: the squared distances come
-    from the log-density pass, so the statistics cost one FMA per feature."""
+    from the log-density pass, so the second moments cost one FMA per row
+    and component (not per feature)."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
