@@ -29,5 +29,18 @@ FASTMATH: set[str] | bool = (
 #: several threads.
 KERNEL = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True}
 
-#: Options for serial helpers called from kernels (inlined by LLVM).
-SERIAL = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True}
+#: Options for helpers that a model's kernels call from one place each
+#: (small helpers, and the parts of a single E-step): numba inlines them into
+#: the caller's IR, so they are never compiled on their own.  A helper
+#: compiled separately costs numba's whole per-function pipeline plus an
+#: optimisation of its own module that nothing uses (LLVM optimises it again
+#: inside every caller).
+SERIAL = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True, "inline": "always"}
+
+#: Options for helpers that several kernels call: a model's log-density (its
+#: E-step and its per-row kernel), the responsibilities (every E-step), the
+#: block loaders and the large vectorised loops.  They are compiled once per
+#: signature and linked into each caller, where LLVM inlines them; inlining
+#: them in numba's IR instead would type them again in every caller (and
+#: measurably slowed the spherical E-step's first-moment loop).
+SHARED = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True}

@@ -68,8 +68,7 @@ def kmeans_plusplus(
     indices = np.empty(n_clusters, dtype=np.int64)
     indices[0] = rng.choice(N, p=w / w.sum())
     closest = np.full(N, np.inf)
-    first = np.asarray(X[indices[0]], dtype=np.float64)
-    run_tasks(_k.update_closest, T, X, first, rows, closest, n_threads=n_threads)
+    _update_closest(X, sample_weight, X[indices[0]], closest, n_threads)
     potential = float(closest @ w)
     for c in range(1, n_clusters):
         if not potential > 0:
@@ -97,13 +96,36 @@ def kmeans_plusplus(
         best = int(np.argmin(pots))
         potential = float(pots[best])
         indices[c] = candidates[best]
-        run_tasks(
-            _k.update_closest, T, X, cand_rows[best], rows, closest, n_threads=n_threads
-        )
+        _update_closest(X, sample_weight, cand_rows[best], closest, n_threads)
     # A zero potential after the last center is fine: the data may hold
     # exactly n_clusters distinct rows (the check inside the loop catches
     # too few).
     return indices
+
+
+def _update_closest(X, sample_weight, center, closest, n_threads):
+    """``closest = min(closest, ||x - center||^2)`` per row, in place.
+
+    A Lloyd assignment pass with the single center gives the distances
+    (one kernel less to compile on the first fit)."""
+    N, D = X.shape
+    T, rows = n_tasks(N, D), task_rows(N, D)
+    dist = np.empty(N)
+    run_tasks(
+        _k.lloyd_step,
+        T,
+        X,
+        sample_weight,
+        np.asarray(center, dtype=np.float64).reshape(1, D),
+        rows,
+        np.zeros((T, 1, D)),
+        np.zeros((T, 1)),
+        np.zeros(T),
+        np.empty(N, dtype=np.int64),
+        dist,
+        n_threads=n_threads,
+    )
+    np.minimum(closest, dist, out=closest)
 
 
 def lloyd(

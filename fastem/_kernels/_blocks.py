@@ -18,11 +18,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .._config import SERIAL
+from .._config import SERIAL, SHARED
 from ._math import exp_simd
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def load_rows(X, r0, nb, xt):
     """``xt[:, b] = X[r0 + b]`` for ``b < nb`` (rows into columns)."""
     D = X.shape[1]
@@ -31,7 +31,7 @@ def load_rows(X, r0, nb, xt):
             xt[d, b] = X[r0 + b, d]
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def load_rows_centered(X, r0, nb, center, xt):
     """``xt[:, b] = X[r0 + b] - center`` for ``b < nb``.
 
@@ -73,7 +73,7 @@ def _centered_float64_typed(xt, X, r0, nb, center, out):
     return convert
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def exp_shifted(L, nb, rowmax, E, total):
     """``rowmax[b] = max_k L[k, b]``, ``E[k, b] = exp(L[k, b] - rowmax[b])``
     and ``total[b] = sum_k E[k, b]`` for the ``nb`` columns of the ``(K, B)``
@@ -105,7 +105,7 @@ def argmax_rows(L, nb, r0, out_label):
         out_label[r0 + b] = best
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     """Log-sum-exp over components and weighted responsibilities.
 
@@ -153,7 +153,7 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     acc[2] += joint
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
     """Write the log-sum-exp, posterior and arg-max of the block ``L`` (K, B)
     of rows ``r0 .. r0 + nb`` into whichever of ``out_lse`` (N,),
@@ -178,7 +178,7 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
                 out_resp[r0 + b, k] = E[k, b] * inv
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def accumulate_first_moments(xt, nb, resp, shift, nblk, sx):
     """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
     ``sx[k] += sum_b r_kb (x_b - shift[k])`` for every component (the rows

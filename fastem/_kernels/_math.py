@@ -13,7 +13,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .._config import CACHE, SERIAL
+from .._config import CACHE, SHARED
 
 _LOG2E = 1.4426950408889634
 # Cody-Waite split of log(2): _LN2_HI has trailing zero bits, so k * _LN2_HI
@@ -124,7 +124,7 @@ def _exp_simd_typed(x):
     return lambda x: _exp32(x)
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def upper_tri_sq_norms(diff, nb, U, off, y, out):
     """``out[b] += ||(diff[:, b])^T U - off||^2`` for upper-triangular ``U``
     (D, D) and an offset ``off`` (D,).
@@ -237,7 +237,7 @@ def upper_tri_sq_norms(diff, nb, U, off, y, out):
         j += 2
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def add_lower_scatter(wdiff, diff, nb, S):
     """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i``.
 

@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import KERNEL, SERIAL
+from .._config import KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import accumulate_first_moments, emit_rows, load_rows, responsibilities
 
@@ -56,7 +56,7 @@ def _log_factorial(v, logfact):
     return math.lgamma(v + 1.0)
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _row_terms_dense(kind, xt, nb, logfact, rt):
     """``rt[b] = rho(x_b)`` for the block ``xt`` (D, B)."""
     D = xt.shape[0]
@@ -78,7 +78,7 @@ def _row_terms_dense(kind, xt, nb, logfact, rt):
             rt[b] += _log_factorial(n, logfact)
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_prob_dense(xt, nb, c, A, rt, L):
     """``L[k, b] = c[k] + rt[b] + sum_d A[k, d] xt[d, b]``.
 
@@ -114,7 +114,7 @@ def _log_prob_dense(xt, nb, c, A, rt, L):
             d += 1
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_prob_sparse(
     kind, data, indices, indptr, r0, nb, c, AT, logfact, tmp, L, rt_out
 ):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._config import KERNEL, SERIAL
+from .._config import KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import (
     accumulate_first_moments,
@@ -60,7 +60,7 @@ def _project_means(means, prec, out):
             out[k, j] = acc
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_prob_full(xt, nb, prec, projected, log_norm, y, L):
     """``L[k, b] = log p(x_b, k)`` for full covariances (scikit-learn's
     ``_estimate_log_gaussian_prob``: Mahalanobis distance via the precision
@@ -78,7 +78,7 @@ def _log_prob_full(xt, nb, prec, projected, log_norm, y, L):
             row[b] = c - row[b]
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
     """Tied covariance on centered rows: ``y_k = (x - c) U - (mu_k - c) U``;
     one triangular product per row instead of one per row and component."""
@@ -105,7 +105,7 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
             row[b] = c - row[b]
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_prob_diag(xt, nb, means, prec, log_norm, L):
     """Diagonal covariances; ``prec`` is ``(K, D)`` of ``sqrt(1/2) / sigma``.
 
@@ -144,7 +144,7 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
             row[b] = c - row[b]
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
     """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``.
 
@@ -221,7 +221,7 @@ def _add_scatter_around(wdiff, xt, nb, shift, sblk, S):
             S[i, j] -= a * shift[j]
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
     """Per-feature first and second moments around the current means.
 

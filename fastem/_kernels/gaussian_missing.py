@@ -51,7 +51,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import KERNEL, SERIAL
+from .._config import KERNEL, SERIAL, SHARED
 from ._blocks import argmax_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
 
@@ -208,7 +208,7 @@ def _tied_block_buffers(D, K, block):
     )
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _factors_tied(prec, prec_chol, means, center, log_norm, idx, o, fac):
     """Shared conditional factors of a tied model for one pattern, written
     into ``fac = (Lw, G, C, v, A, s, h, lnp)``.
@@ -248,7 +248,7 @@ def _factors_tied(prec, prec_chol, means, center, log_norm, idx, o, fac):
             h[k, q] = acc
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _block_tied(xt, nb, idx, o, center, fac, xc, u, e, L):
     """``xc[i] = x_{O_i} - c``, ``e = -G xc`` and ``L[k, b] = log p(x_O, k)``
     with the pattern's factors ``fac`` (:func:`_factors_tied`)."""
@@ -362,7 +362,7 @@ def _fill_missing(b0, b1, idx, o, G, d):
                 da[b] -= g * di[b]
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_joint_full(
     Xm, r0, nb, starts, index, n_obs, log_norm, means, prec_chol, prec, work
 ):
@@ -661,7 +661,7 @@ def _diag_terms(prec_chol):
     return miss_c, var
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_joint_diag(Xm, r0, nb, log_norm, means, prec_chol, miss_c, xt, om, L):
     """Load rows ``r0:r0+nb`` into ``xt`` with their observed mask ``om``
     (1 observed, 0 missing; missing entries are 0 in ``xt``) and compute

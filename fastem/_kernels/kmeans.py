@@ -41,20 +41,6 @@ def candidate_potentials(
 
 
 @njit(**KERNEL)
-def update_closest(X, center, task_rows, closest, task_begin, task_end):
-    """``closest_i = min(closest_i, ||x_i - center||^2)`` in place."""
-    N, D = X.shape
-    for t in range(task_begin, task_end):
-        for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
-            acc = 0.0
-            for d in range(D):
-                z = X[i, d] - center[d]
-                acc += z * z
-            if acc < closest[i]:
-                closest[i] = acc
-
-
-@njit(**KERNEL)
 def lloyd_step(
     X, sw, centers, task_rows, sums, counts, inertia, labels, dist, task_begin, task_end
 ):

@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import CACHE, KERNEL, SERIAL
+from .._config import CACHE, KERNEL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import emit_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
@@ -87,7 +87,7 @@ def log1p_inplace(v, u, k, n):
         v[i] = t if d == 0.0 else lx * (t / d)
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _accumulate_centered(xt, nb, wts, shift, k, wdiff, diff, nk, sx):
     """Add ``sum_b wts[k, b]`` to ``nk[k]`` and ``sum_b wts[k, b] (x_b - s)``
     to ``sx[k]``; leave ``diff = x - s`` and ``wdiff = wts[k] (x - s)`` in the
@@ -112,7 +112,7 @@ def _accumulate_centered(xt, nb, wts, shift, k, wdiff, diff, nk, sx):
     return True
 
 
-@njit(**SERIAL)
+@njit(**SHARED)
 def _log_prob_t(
     xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, ubuf, kbuf
 ):
