@@ -109,8 +109,8 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
 def _log_prob_diag(xt, nb, means, prec, log_norm, L):
     """Diagonal covariances; ``prec`` is ``(K, D)`` of ``sqrt(1/2) / sigma``.
 
-    Four features are added per sweep over the block, so each load and store
-    of ``L[k]`` carries four squared terms."""
+    Eight (then four) features are added per sweep over the block, so each
+    load and store of ``L[k]`` carries eight squared terms."""
     D = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
@@ -120,6 +120,26 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
         for b in range(nb):
             row[b] = 0.0
         d = 0
+        while d + 7 < D:
+            m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
+            m4, m5, m6, m7 = m[d + 4], m[d + 5], m[d + 6], m[d + 7]
+            p0, p1, p2, p3 = p[d], p[d + 1], p[d + 2], p[d + 3]
+            p4, p5, p6, p7 = p[d + 4], p[d + 5], p[d + 6], p[d + 7]
+            x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
+            x4, x5, x6, x7 = xt[d + 4], xt[d + 5], xt[d + 6], xt[d + 7]
+            for b in range(nb):
+                t0 = (x0[b] - m0) * p0
+                t1 = (x1[b] - m1) * p1
+                t2 = (x2[b] - m2) * p2
+                t3 = (x3[b] - m3) * p3
+                t4 = (x4[b] - m4) * p4
+                t5 = (x5[b] - m5) * p5
+                t6 = (x6[b] - m6) * p6
+                t7 = (x7[b] - m7) * p7
+                row[b] += ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + (
+                    (t4 * t4 + t5 * t5) + (t6 * t6 + t7 * t7)
+                )
+            d += 8
         while d + 3 < D:
             m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
             p0, p1, p2, p3 = p[d], p[d + 1], p[d + 2], p[d + 3]
@@ -148,8 +168,8 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
 def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
     """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``.
 
-    ``Q[k, b] = ||x_b - mu_k||^2`` (four features per sweep, as in
-    :func:`_log_prob_diag`) and ``L[k, b] = log_norm[k] - prec[k]^2 Q[k, b]``;
+    ``Q[k, b] = ||x_b - mu_k||^2`` (eight, then four, features per sweep, as
+    in :func:`_log_prob_diag`) and ``L[k, b] = log_norm[k] - prec[k]^2 Q[k, b]``;
     ``Q`` may be ``L`` itself when the distances are not needed."""
     D = xt.shape[0]
     K = means.shape[0]
@@ -159,6 +179,24 @@ def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
         for b in range(nb):
             q[b] = 0.0
         d = 0
+        while d + 7 < D:
+            m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
+            m4, m5, m6, m7 = m[d + 4], m[d + 5], m[d + 6], m[d + 7]
+            x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
+            x4, x5, x6, x7 = xt[d + 4], xt[d + 5], xt[d + 6], xt[d + 7]
+            for b in range(nb):
+                t0 = x0[b] - m0
+                t1 = x1[b] - m1
+                t2 = x2[b] - m2
+                t3 = x3[b] - m3
+                t4 = x4[b] - m4
+                t5 = x5[b] - m5
+                t6 = x6[b] - m6
+                t7 = x7[b] - m7
+                q[b] += ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + (
+                    (t4 * t4 + t5 * t5) + (t6 * t6 + t7 * t7)
+                )
+            d += 8
         while d + 3 < D:
             m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
             x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
