@@ -17,7 +17,7 @@ from numba import njit
 from .._config import CACHE
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, inline="always")
 def _cholesky_lower(A, L):
     """``L`` lower triangular with ``L L^T = A``; False if ``A`` is not
     (numerically) positive definite."""
