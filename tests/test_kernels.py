@@ -376,3 +376,25 @@ def test_wide_data_over_several_blocks(make_mixture, cov, dtype):
     np.testing.assert_allclose(
         proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
     )
+
+
+@pytest.mark.parametrize("n_components", [1, 3, 64, 1500])
+def test_block_log_likelihood_with_many_equal_components(n_components):
+    """The block log-likelihood sums logs of products of row totals; with
+    every component equally likely each total is exactly K, the largest a
+    total can be, so an over-long product would overflow to inf."""
+    from fastem._kernels._blocks import responsibilities
+
+    rng = np.random.RandomState(0)
+    B = 256
+    shift = rng.normal(size=B) * 50.0
+    L = np.repeat(shift[None, :], n_components, axis=0) + np.log(0.5)
+    L[:, :7] += rng.normal(size=(n_components, 7))  # a few unequal rows too
+    resp, rowmax, total = np.empty_like(L), np.empty(B), np.empty(B)
+    acc = np.zeros(3)
+    responsibilities(L, B, np.empty(0), 0, rowmax, resp, total, acc)
+    row_max = L.max(axis=0)
+    ref = np.sum(row_max + np.log(np.exp(L - row_max).sum(axis=0)))
+    assert np.isfinite(acc[0])
+    assert abs(acc[0] - ref) <= 1e-12 * np.abs(L).sum() / n_components
+    np.testing.assert_allclose(resp.sum(axis=0), 1.0, rtol=1e-13)
