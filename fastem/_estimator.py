@@ -62,6 +62,8 @@ Hooks
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
 from collections.abc import Iterator
 from os import PathLike
 
@@ -500,13 +502,34 @@ def single_threaded_blas() -> Iterator[None]:
     against each other (measured here: 15 ms for a 2x2 triangular solve on a
     busy 2-core machine, 0.1 ms with one BLAS thread).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    controller = _blas_controller()
+    if controller is None:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):
         yield
+
+
+_CONTROLLER_LOCK = threading.Lock()
+_CONTROLLER: list = [None, -1]  # [threadpoolctl controller, len(sys.modules)]
+
+
+def _blas_controller():
+    """A cached ``threadpoolctl.ThreadpoolController`` (None without
+    threadpoolctl).
+
+    Creating one scans every loaded shared library (1-3 ms, as long as a
+    small fit); it is created again only after new modules were imported,
+    since only an import can load another BLAS."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    with _CONTROLLER_LOCK:
+        if _CONTROLLER[0] is None or _CONTROLLER[1] != len(sys.modules):
+            _CONTROLLER[0] = ThreadpoolController()
+            _CONTROLLER[1] = len(sys.modules)
+        return _CONTROLLER[0]
 
 
 def _check_source_values(source, check) -> None:

@@ -116,3 +116,42 @@ def test_a_forked_child_gets_a_fresh_pool():
     child.join(timeout=120)
     assert child.exitcode == 0
     assert queue.get(timeout=10) == 64
+
+
+def test_fit_runs_with_one_blas_thread_and_restores_it():
+    """BLAS is limited to one thread inside a fit (its calls are tiny and its
+    pool would spin against the kernels' threads) and restored afterwards;
+    the controller is reused between fits and rebuilt after an import,
+    which is the only way another BLAS can be loaded."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  (make sure a BLAS is loaded)
+
+    from fastem import _estimator
+
+    def blas_threads():
+        return [
+            info["num_threads"]
+            for info in threadpoolctl.threadpool_info()
+            if info["user_api"] == "blas"
+        ]
+
+    before = blas_threads()
+    assert before
+    with _estimator.single_threaded_blas():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+
+    first = _estimator._blas_controller()
+    assert _estimator._blas_controller() is first
+    name = "fastem_test_probe_module"
+    sys.modules.pop(name, None)
+    spec = importlib.machinery.ModuleSpec(name, None)
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    try:
+        assert _estimator._blas_controller() is not first
+    finally:
+        del sys.modules[name]
