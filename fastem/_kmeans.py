@@ -104,27 +104,11 @@ def kmeans_plusplus(
 
 
 def _update_closest(X, sample_weight, center, closest, n_threads):
-    """``closest = min(closest, ||x - center||^2)`` per row, in place.
-
-    A Lloyd assignment pass with the single center gives the distances
-    (one kernel less to compile on the first fit)."""
-    N, D = X.shape
-    T, rows = n_tasks(N, D), task_rows(N, D)
-    dist = np.empty(N)
-    run_tasks(
-        _k.lloyd_step,
-        T,
-        X,
-        sample_weight,
-        np.asarray(center, dtype=np.float64).reshape(1, D),
-        rows,
-        np.zeros((T, 1, D)),
-        np.zeros((T, 1)),
-        np.zeros(T),
-        np.empty(N, dtype=np.int64),
-        dist,
-        n_threads=n_threads,
-    )
+    """``closest = min(closest, ||x - center||^2)`` per row, in place (the
+    distances come from an assignment pass with the single center, so the
+    first fit compiles no kernel of its own for this)."""
+    one = np.asarray(center, dtype=np.float64).reshape(1, X.shape[1])
+    _, dist = nearest(X, sample_weight, one, n_threads)
     np.minimum(closest, dist, out=closest)
 
 
@@ -186,14 +170,16 @@ def lloyd(
     return centers
 
 
-def assign(
+def nearest(
     X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, n_threads=None
-) -> np.ndarray:
-    """Label of the nearest center for every row (one pass)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label of the nearest center and the squared distance to it, for every
+    row (one pass)."""
     N, D = X.shape
     K = centers.shape[0]
     T, rows = n_tasks(N, D), task_rows(N, D)
     labels = np.empty(N, dtype=np.int64)
+    dist = np.empty(N)
     run_tasks(
         _k.lloyd_step,
         T,
@@ -205,10 +191,17 @@ def assign(
         np.zeros((T, K)),
         np.zeros(T),
         labels,
-        np.empty(N),
+        dist,
         n_threads=n_threads,
     )
-    return labels
+    return labels, dist
+
+
+def assign(
+    X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, n_threads=None
+) -> np.ndarray:
+    """Label of the nearest center for every row (one pass)."""
+    return nearest(X, sample_weight, centers, n_threads)[0]
 
 
 def kmeans(
