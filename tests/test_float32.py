@@ -43,6 +43,24 @@ def _well_conditioned_start(X64, labels, cov, seed):
     return inits
 
 
+def _fit_float32_and_sklearn(X32, back, labels, cov, max_iter, seed, offset=0.0):
+    """fastem on the float32 rows ``X32`` and scikit-learn on ``back`` (the
+    same numbers in float64, shifted by ``-offset``), ``max_iter`` iterations
+    from the same well-conditioned start."""
+    kwargs = dict(
+        n_components=K,
+        covariance_type=cov,
+        tol=0.0,
+        max_iter=max_iter,
+        **_well_conditioned_start(back, labels, cov, seed=seed),
+    )
+    sk = sklearn_fit_unconverged(SklearnGM(**kwargs), back)
+    shifted = dict(kwargs, means_init=kwargs["means_init"] + offset)
+    fe = fit_unconverged(fastem.GaussianMixture(**shifted), X32)
+    _assert_healthy(fe)
+    return fe, sk
+
+
 def _assert_healthy(model):
     """float64, finite attributes with positive variances."""
     for name in FITTED_ARRAYS:
@@ -98,17 +116,7 @@ def test_float32_far_from_origin(labelled32, cov, offset):
     data32, labels = labelled32
     X32 = (data32.astype(np.float64) + offset).astype(np.float32)
     back = X32.astype(np.float64) - offset  # exact: Sterbenz
-    kwargs = dict(
-        n_components=K,
-        covariance_type=cov,
-        tol=0.0,
-        max_iter=20,
-        **_well_conditioned_start(back, labels, cov, seed=43),
-    )
-    sk = sklearn_fit_unconverged(SklearnGM(**kwargs), back)
-    shifted = dict(kwargs, means_init=kwargs["means_init"] + offset)
-    fe = fit_unconverged(fastem.GaussianMixture(**shifted), X32)
-    _assert_healthy(fe)
+    fe, sk = _fit_float32_and_sklearn(X32, back, labels, cov, 20, 43, offset)
     assert_close(fe.means_ - offset, sk.means_, 2e-5, "means_")
     for name in ("weights_", "covariances_", "precisions_cholesky_"):
         assert_close(getattr(fe, name), getattr(sk, name), 1e-4, name)
@@ -147,16 +155,7 @@ def test_float32_components_far_from_the_mixture_mean(labelled32, cov):
     )
     X32 = X64.astype(np.float32)
     back = X32.astype(np.float64)
-    kwargs = dict(
-        n_components=K,
-        covariance_type=cov,
-        tol=0.0,
-        max_iter=10,
-        **_well_conditioned_start(back, labels, cov, seed=47),
-    )
-    sk = sklearn_fit_unconverged(SklearnGM(**kwargs), back)
-    fe = fit_unconverged(fastem.GaussianMixture(**kwargs), X32)
-    _assert_healthy(fe)
+    fe, sk = _fit_float32_and_sklearn(X32, back, labels, cov, 10, 47)
     assert_close(fe.means_, sk.means_, 1e-5, "means_")
     for name in ("weights_", "covariances_"):
         assert_close(getattr(fe, name), getattr(sk, name), 2e-3, name)
