@@ -44,7 +44,8 @@ from ._blocks import (
 from ._math import add_lower_scatter, upper_tri_sq_norms
 
 # ---------------------------------------------------------------------------
-# Block helpers (serial; inlined into the kernels by LLVM)
+# Block helpers (serial; SHARED ones are linked into the kernels, SERIAL ones
+# inlined by numba: see fastem/_config.py)
 # ---------------------------------------------------------------------------
 
 
