@@ -23,6 +23,21 @@ from ._math import exp_simd
 
 
 @njit(**SHARED)
+def aligned_rows(rows, cols, dtype):
+    """An uninitialised C-contiguous ``(rows, cols)`` array whose data start
+    on a 64-byte boundary (block scratch; ``cols`` is a multiple of 16, so
+    every row is aligned too).
+
+    numba aligns ``np.empty`` to 32 bytes only.  A block row that starts 32
+    bytes into a cache line splits every 64-byte (AVX-512) load and store:
+    a thread whose allocator handed out such addresses ran its tasks ~40 %
+    slower than the other (16x16 full E-step, 4.15 vs 2.96 ms per task)."""
+    raw = np.empty(rows * cols + 16, dtype)
+    skip = ((-raw.ctypes.data) % 64) // raw.itemsize
+    return raw[skip : skip + rows * cols].reshape((rows, cols))
+
+
+@njit(**SHARED)
 def load_rows(X, r0, nb, xt):
     """``xt[:, b] = X[r0 + b]`` for ``b < nb`` (rows into columns)."""
     D = X.shape[1]

@@ -41,7 +41,13 @@ from numba import njit
 
 from .._config import KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import accumulate_first_moments, emit_rows, load_rows, responsibilities
+from ._blocks import (
+    accumulate_first_moments,
+    aligned_rows,
+    emit_rows,
+    load_rows,
+    responsibilities,
+)
 
 # ---------------------------------------------------------------------------
 # Row terms and log-probabilities of a block
@@ -156,12 +162,12 @@ def estep_dense(
     N, D = X.shape
     K = A.shape[0]
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        rt = np.empty(block)
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        xt = aligned_rows(D, block, np.float64)
+        rt = aligned_rows(1, block, np.float64)[0]
+        L = aligned_rows(K, block, np.float64)
+        resp = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         nblk = np.empty(K)
         origin = np.zeros((K, D))
         r_end = min(N, (t + 1) * task_rows)
@@ -199,11 +205,11 @@ def estep_sparse(
     K = AT.shape[1]
     for t in range(task_begin, task_end):
         tmp = np.empty(K)
-        rt = np.empty(block)
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        rt = aligned_rows(1, block, np.float64)[0]
+        L = aligned_rows(K, block, np.float64)
+        resp = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         nkt = nk[t]
         st = sxT[t]
         r_end = min(N, (t + 1) * task_rows)
@@ -235,8 +241,8 @@ def row_terms_dense(X, sw, kind, logfact, task_rows, block, out, task_begin, tas
     N, D = X.shape
     has_w = sw.shape[0] > 0
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        rt = np.empty(block)
+        xt = aligned_rows(D, block, np.float64)
+        rt = aligned_rows(1, block, np.float64)[0]
         s = 0.0
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
@@ -285,12 +291,12 @@ def per_row_dense(
     K = A.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        rt = np.empty(block)
-        L = np.empty((K, block))
-        E = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        xt = aligned_rows(D, block, np.float64)
+        rt = aligned_rows(1, block, np.float64)[0]
+        L = aligned_rows(K, block, np.float64)
+        E = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
@@ -322,11 +328,11 @@ def per_row_sparse(
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         tmp = np.empty(K)
-        rt = np.empty(block)
-        L = np.empty((K, block))
-        E = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        rt = aligned_rows(1, block, np.float64)[0]
+        L = aligned_rows(K, block, np.float64)
+        E = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)

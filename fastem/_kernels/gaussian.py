@@ -36,6 +36,7 @@ from .._config import KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import (
     accumulate_first_moments,
+    aligned_rows,
     centered_float64,
     emit_rows,
     load_rows_centered,
@@ -334,13 +335,13 @@ def estep_full(
     K = means.shape[0]
     dt = X.dtype
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block), dt)
-        wdiff = np.empty((D, block), dt)
-        y = np.empty((2, block), dt)
-        L = np.empty((K, block), dt)
-        resp = np.empty((K, block), dt)
-        rowmax = np.empty(block, dt)
-        total = np.empty(block, dt)
+        xt = aligned_rows(D, block, dt)
+        wdiff = aligned_rows(D, block, dt)
+        y = aligned_rows(2, block, dt)
+        L = aligned_rows(K, block, dt)
+        resp = aligned_rows(K, block, dt)
+        rowmax = aligned_rows(1, block, dt)[0]
+        total = aligned_rows(1, block, dt)[0]
         projected = np.empty((K, D), dt)
         sblk = np.empty(D)
         _project_means(means, prec, projected)
@@ -383,14 +384,14 @@ def estep_tied(
     dt = X.dtype
     has_w = sw.shape[0] > 0
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block), dt)
-        u = np.empty((D, block), dt)
-        x64 = np.empty((D, block) if X.itemsize != 8 else (0, 0))
-        wdiff = np.empty((D, block))
-        L = np.empty((K, block), dt)
-        resp = np.empty((K, block), dt)
-        rowmax = np.empty(block, dt)
-        total = np.empty(block, dt)
+        xt = aligned_rows(D, block, dt)
+        u = aligned_rows(D, block, dt)
+        x64 = aligned_rows(D if X.itemsize != 8 else 0, block, np.float64)
+        wdiff = aligned_rows(D, block, np.float64)
+        L = aligned_rows(K, block, dt)
+        resp = aligned_rows(K, block, dt)
+        rowmax = aligned_rows(1, block, dt)[0]
+        total = aligned_rows(1, block, dt)[0]
         nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
@@ -443,11 +444,11 @@ def estep_diag(
     K = means.shape[0]
     dt = X.dtype
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block), dt)
-        L = np.empty((K, block), dt)
-        resp = np.empty((K, block), dt)
-        rowmax = np.empty(block, dt)
-        total = np.empty(block, dt)
+        xt = aligned_rows(D, block, dt)
+        L = aligned_rows(K, block, dt)
+        resp = aligned_rows(K, block, dt)
+        rowmax = aligned_rows(1, block, dt)[0]
+        total = aligned_rows(1, block, dt)[0]
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -481,13 +482,13 @@ def estep_spherical(
     K = means.shape[0]
     dt = X.dtype
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block), dt)
-        Q = np.empty((K, block), dt)
-        L = np.empty((K, block), dt)
-        resp = np.empty((K, block), dt)
+        xt = aligned_rows(D, block, dt)
+        Q = aligned_rows(K, block, dt)
+        L = aligned_rows(K, block, dt)
+        resp = aligned_rows(K, block, dt)
         nblk = np.empty(K, dt)
-        rowmax = np.empty(block, dt)
-        total = np.empty(block, dt)
+        rowmax = aligned_rows(1, block, dt)[0]
+        total = aligned_rows(1, block, dt)[0]
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -518,13 +519,13 @@ def _row_buffers(D, K, block, dt):
     """Per-task scratch of the per-row kernels: ``xt, buf, y, L, E, rowmax,
     total``."""
     return (
-        np.empty((D, block), dt),
-        np.empty((D, block), dt),
-        np.empty((2, block), dt),
-        np.empty((K, block), dt),
-        np.empty((K, block), dt),
-        np.empty(block, dt),
-        np.empty(block, dt),
+        aligned_rows(D, block, dt),
+        aligned_rows(D, block, dt),
+        aligned_rows(2, block, dt),
+        aligned_rows(K, block, dt),
+        aligned_rows(K, block, dt),
+        aligned_rows(1, block, dt)[0],
+        aligned_rows(1, block, dt)[0],
     )
 
 

@@ -52,7 +52,7 @@ import numpy as np
 from numba import njit
 
 from .._config import KERNEL, SERIAL, SHARED
-from ._blocks import argmax_rows, load_rows, responsibilities
+from ._blocks import aligned_rows, argmax_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -197,14 +197,14 @@ def _tied_block_buffers(D, K, block):
     """Per-task block scratch of the tied kernels: ``xt, xc, u, e, L, resp,
     rowmax, total``."""
     return (
-        np.empty((D, block)),
-        np.empty((D, block)),
-        np.empty((D, block)),
-        np.empty((D, block)),
-        np.empty((K, block)),
-        np.empty((K, block)),
-        np.empty(block),
-        np.empty(block),
+        aligned_rows(D, block, np.float64),
+        aligned_rows(D, block, np.float64),
+        aligned_rows(D, block, np.float64),
+        aligned_rows(D, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(1, block, np.float64)[0],
+        aligned_rows(1, block, np.float64)[0],
     )
 
 
@@ -408,11 +408,11 @@ def _full_buffers(D, K, block):
     seg_p, seg_lo, Lw, G, v, lnpc, cached`` (a one-pattern factor cache per
     component: ``cached[k]`` is the pattern whose factors ``G[k]`` holds)."""
     return (
-        np.empty((D, block)),
-        np.empty((K, D, block)),
-        np.empty((2, block)),
-        np.empty(block),
-        np.empty((K, block)),
+        aligned_rows(D, block, np.float64),
+        aligned_rows(K * D, block, np.float64).reshape((K, D, block)),
+        aligned_rows(2, block, np.float64),
+        aligned_rows(1, block, np.float64)[0],
+        aligned_rows(K, block, np.float64),
         np.empty(block, dtype=np.int64),
         np.empty(block + 1, dtype=np.int64),
         np.empty((D, D)),
@@ -470,11 +470,11 @@ def estep_missing_full(
         npk = np.zeros((p_last - p_first + 1, K))
         work = _full_buffers(D, K, block)
         _xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
-        wd = np.empty((D, block))
+        wd = aligned_rows(D, block, np.float64)
         C = np.empty((D, D))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        resp = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
             ns = _log_joint_full(
@@ -559,10 +559,10 @@ def estep_missing_tied(
         xt, xc, u, e, L, resp, rowmax, total = _tied_block_buffers(D, K, block)
         fac = _tied_factor_buffers(D, K)
         C, h = fac[2], fac[6]
-        hbar = np.empty((D, block))
-        vv = np.empty((D, block))
-        wv = np.empty((D, block))
-        wts = np.empty(block)
+        hbar = aligned_rows(D, block, np.float64)
+        vv = aligned_rows(D, block, np.float64)
+        wv = aligned_rows(D, block, np.float64)
+        wts = aligned_rows(1, block, np.float64)[0]
         S = sxx[t]
         r = t * task_rows
         r_end = min(n, r + task_rows)
@@ -723,12 +723,12 @@ def estep_missing_diag(
     K = means.shape[0]
     miss_c, var = _diag_terms(prec_chol)
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        om = np.empty((D, block))
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        xt = aligned_rows(D, block, np.float64)
+        om = aligned_rows(D, block, np.float64)
+        L = aligned_rows(K, block, np.float64)
+        resp = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         r_begin = t * task_rows
         r_end = min(n, r_begin + task_rows)
         for r0 in range(r_begin, r_end, block):
@@ -900,9 +900,9 @@ def rows_missing_full(
     for t in range(task_begin, task_end):
         work = _full_buffers(D, K, block)
         xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        resp = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         cm = np.empty((K, D))
         acc = np.zeros(3)
         r_begin = t * task_rows
@@ -1056,12 +1056,12 @@ def rows_missing_diag(
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        om = np.empty((D, block))
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        xt = aligned_rows(D, block, np.float64)
+        om = aligned_rows(D, block, np.float64)
+        L = aligned_rows(K, block, np.float64)
+        resp = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         idx = np.empty(D, dtype=np.int64)
         Lw = np.empty((0, 0))
         v = np.empty(0)

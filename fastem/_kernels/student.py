@@ -31,7 +31,7 @@ from numba import njit
 
 from .._config import CACHE, KERNEL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import emit_rows, load_rows, responsibilities
+from ._blocks import aligned_rows, emit_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
 
 _LN2_HI = 6.93147180369123816490e-01
@@ -169,17 +169,17 @@ def estep_student(
     N, D = X.shape
     K = means.shape[0]
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        diff = np.empty((D, block))
-        wdiff = np.empty((D, block))
-        y = np.empty((2, block))
-        M = np.empty((K, block))
-        lq = np.empty((K, block))
-        L = np.empty((K, block))
-        resp = np.empty((K, block))
-        ru = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        xt = aligned_rows(D, block, np.float64)
+        diff = aligned_rows(D, block, np.float64)
+        wdiff = aligned_rows(D, block, np.float64)
+        y = aligned_rows(2, block, np.float64)
+        M = aligned_rows(K, block, np.float64)
+        lq = aligned_rows(K, block, np.float64)
+        L = aligned_rows(K, block, np.float64)
+        resp = aligned_rows(K, block, np.float64)
+        ru = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         kbuf = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
@@ -228,15 +228,15 @@ def per_row_student(
     K = means.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt = np.empty((D, block))
-        diff = np.empty((D, block))
-        y = np.empty((2, block))
-        M = np.empty((K, block))
-        lq = np.empty((K, block))
-        L = np.empty((K, block))
-        E = np.empty((K, block))
-        rowmax = np.empty(block)
-        total = np.empty(block)
+        xt = aligned_rows(D, block, np.float64)
+        diff = aligned_rows(D, block, np.float64)
+        y = aligned_rows(2, block, np.float64)
+        M = aligned_rows(K, block, np.float64)
+        lq = aligned_rows(K, block, np.float64)
+        L = aligned_rows(K, block, np.float64)
+        E = aligned_rows(K, block, np.float64)
+        rowmax = aligned_rows(1, block, np.float64)[0]
+        total = aligned_rows(1, block, np.float64)[0]
         kbuf = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
