@@ -515,13 +515,13 @@ def estep_spherical(
 
 
 @njit(**SERIAL)
-def _row_buffers(D, K, block, dt):
+def _row_buffers(D, K, block, dt, buf_rows, y_rows):
     """Per-task scratch of the per-row kernels: ``xt, buf, y, L, E, rowmax,
-    total``."""
+    total``; ``buf`` and ``y`` have the rows the log-density asks for."""
     return (
         aligned_rows(D, block, dt),
-        aligned_rows(D, block, dt),
-        aligned_rows(2, block, dt),
+        aligned_rows(buf_rows, block, dt),
+        aligned_rows(y_rows, block, dt),
         aligned_rows(K, block, dt),
         aligned_rows(K, block, dt),
         aligned_rows(1, block, dt)[0],
@@ -554,7 +554,7 @@ def per_row_full(
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         xt, _buf, y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype
+            D, means.shape[0], block, X.dtype, 0, 2
         )
         projected = np.empty(means.shape, X.dtype)
         _project_means(means, prec, projected)
@@ -584,7 +584,7 @@ def per_row_tied(
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         xt, buf, _y, L, E, rowmax, total = _row_buffers(
-            D, shifted.shape[0], block, X.dtype
+            D, shifted.shape[0], block, X.dtype, D, 0
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
@@ -612,7 +612,7 @@ def per_row_diag(
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         xt, _buf, _y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype
+            D, means.shape[0], block, X.dtype, 0, 0
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
@@ -640,7 +640,7 @@ def per_row_spherical(
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         xt, _buf, _y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype
+            D, means.shape[0], block, X.dtype, 0, 0
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
