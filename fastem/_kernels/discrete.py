@@ -153,6 +153,20 @@ def _log_prob_sparse(
 # ---------------------------------------------------------------------------
 
 
+@njit(**SERIAL)
+def _block_buffers(K, block):
+    """Per-task scratch: ``rt`` (per-row terms), ``L``, a ``(K, block)``
+    buffer for the responsibilities or per-row probabilities, ``rowmax`` and
+    ``total``."""
+    return (
+        aligned_rows(1, block, np.float64)[0],
+        aligned_rows(K, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(1, block, np.float64)[0],
+        aligned_rows(1, block, np.float64)[0],
+    )
+
+
 @njit(**KERNEL)
 def estep_dense(
     X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc, task_begin, task_end
@@ -163,11 +177,7 @@ def estep_dense(
     K = A.shape[0]
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, np.float64)
-        rt = aligned_rows(1, block, np.float64)[0]
-        L = aligned_rows(K, block, np.float64)
-        resp = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
+        rt, L, resp, rowmax, total = _block_buffers(K, block)
         nblk = np.empty(K)
         origin = np.zeros((K, D))
         r_end = min(N, (t + 1) * task_rows)
@@ -205,11 +215,7 @@ def estep_sparse(
     K = AT.shape[1]
     for t in range(task_begin, task_end):
         tmp = np.empty(K)
-        rt = aligned_rows(1, block, np.float64)[0]
-        L = aligned_rows(K, block, np.float64)
-        resp = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
+        rt, L, resp, rowmax, total = _block_buffers(K, block)
         nkt = nk[t]
         st = sxT[t]
         r_end = min(N, (t + 1) * task_rows)
@@ -292,11 +298,7 @@ def per_row_dense(
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, np.float64)
-        rt = aligned_rows(1, block, np.float64)[0]
-        L = aligned_rows(K, block, np.float64)
-        E = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
+        rt, L, E, rowmax, total = _block_buffers(K, block)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
@@ -328,11 +330,7 @@ def per_row_sparse(
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         tmp = np.empty(K)
-        rt = aligned_rows(1, block, np.float64)[0]
-        L = aligned_rows(K, block, np.float64)
-        E = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
+        rt, L, E, rowmax, total = _block_buffers(K, block)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)

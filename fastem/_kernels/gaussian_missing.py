@@ -661,6 +661,20 @@ def _diag_terms(prec_chol):
     return miss_c, var
 
 
+@njit(**SERIAL)
+def _diag_buffers(D, K, block):
+    """Per-task scratch of the diagonal kernels: ``xt, om`` (rows and their
+    observed mask), ``L, resp, rowmax, total``."""
+    return (
+        aligned_rows(D, block, np.float64),
+        aligned_rows(D, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(1, block, np.float64)[0],
+        aligned_rows(1, block, np.float64)[0],
+    )
+
+
 @njit(**SHARED)
 def _log_joint_diag(Xm, r0, nb, log_norm, means, prec_chol, miss_c, xt, om, L):
     """Load rows ``r0:r0+nb`` into ``xt`` with their observed mask ``om``
@@ -723,12 +737,7 @@ def estep_missing_diag(
     K = means.shape[0]
     miss_c, var = _diag_terms(prec_chol)
     for t in range(task_begin, task_end):
-        xt = aligned_rows(D, block, np.float64)
-        om = aligned_rows(D, block, np.float64)
-        L = aligned_rows(K, block, np.float64)
-        resp = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
+        xt, om, L, resp, rowmax, total = _diag_buffers(D, K, block)
         r_begin = t * task_rows
         r_end = min(n, r_begin + task_rows)
         for r0 in range(r_begin, r_end, block):
@@ -1056,12 +1065,7 @@ def rows_missing_diag(
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
     for t in range(task_begin, task_end):
-        xt = aligned_rows(D, block, np.float64)
-        om = aligned_rows(D, block, np.float64)
-        L = aligned_rows(K, block, np.float64)
-        resp = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
+        xt, om, L, resp, rowmax, total = _diag_buffers(D, K, block)
         idx = np.empty(D, dtype=np.int64)
         Lw = np.empty((0, 0))
         v = np.empty(0)

@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import CACHE, KERNEL, SHARED
+from .._config import CACHE, KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import aligned_rows, emit_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
@@ -141,6 +141,25 @@ def _log_prob_t(
             L[k, b] = c - half * q[b]
 
 
+@njit(**SERIAL)
+def _t_buffers(D, K, block):
+    """Per-task scratch of the Student kernels: ``xt, diff, y, M, lq, L`` for
+    :func:`_log_prob_t`, a ``(K, block)`` buffer for the responsibilities
+    (or per-row probabilities), ``rowmax, total`` and ``kbuf``."""
+    return (
+        aligned_rows(D, block, np.float64),
+        aligned_rows(D, block, np.float64),
+        aligned_rows(2, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(K, block, np.float64),
+        aligned_rows(1, block, np.float64)[0],
+        aligned_rows(1, block, np.float64)[0],
+        np.empty(block, dtype=np.int64),
+    )
+
+
 @njit(**KERNEL)
 def estep_student(
     X,
@@ -169,18 +188,9 @@ def estep_student(
     N, D = X.shape
     K = means.shape[0]
     for t in range(task_begin, task_end):
-        xt = aligned_rows(D, block, np.float64)
-        diff = aligned_rows(D, block, np.float64)
+        xt, diff, y, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
         wdiff = aligned_rows(D, block, np.float64)
-        y = aligned_rows(2, block, np.float64)
-        M = aligned_rows(K, block, np.float64)
-        lq = aligned_rows(K, block, np.float64)
-        L = aligned_rows(K, block, np.float64)
-        resp = aligned_rows(K, block, np.float64)
         ru = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
-        kbuf = np.empty(block, dtype=np.int64)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -228,16 +238,7 @@ def per_row_student(
     K = means.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt = aligned_rows(D, block, np.float64)
-        diff = aligned_rows(D, block, np.float64)
-        y = aligned_rows(2, block, np.float64)
-        M = aligned_rows(K, block, np.float64)
-        lq = aligned_rows(K, block, np.float64)
-        L = aligned_rows(K, block, np.float64)
-        E = aligned_rows(K, block, np.float64)
-        rowmax = aligned_rows(1, block, np.float64)[0]
-        total = aligned_rows(1, block, np.float64)[0]
-        kbuf = np.empty(block, dtype=np.int64)
+        xt, diff, y, M, lq, L, E, rowmax, total, kbuf = _t_buffers(D, K, block)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
