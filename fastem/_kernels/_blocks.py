@@ -25,8 +25,8 @@ from ._math import exp_simd
 @njit(**SHARED)
 def aligned_rows(rows, cols, dtype):
     """An uninitialised C-contiguous ``(rows, cols)`` array whose data start
-    on a 64-byte boundary (block scratch; ``cols`` is a multiple of 16, so
-    every row is aligned too).
+    on a 64-byte boundary (block scratch; every block size is a multiple of
+    64 bytes, so each row is aligned too).
 
     numba aligns ``np.empty`` to 32 bytes only.  A block row that starts 32
     bytes into a cache line splits every 64-byte (AVX-512) load and store:
