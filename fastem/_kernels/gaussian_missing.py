@@ -193,19 +193,27 @@ def _tied_factor_buffers(D, K):
 
 
 @njit(**SERIAL)
-def _tied_block_buffers(D, K, block):
-    """Per-task block scratch of the tied kernels: ``xt, xc, u, e, L, resp,
-    rowmax, total``."""
+def _block_buffers(D, K, block):
+    """Per-task block scratch every kernel here uses: ``xt, L, resp, rowmax,
+    total``."""
     return (
-        aligned_rows(D, block, np.float64),
-        aligned_rows(D, block, np.float64),
-        aligned_rows(D, block, np.float64),
         aligned_rows(D, block, np.float64),
         aligned_rows(K, block, np.float64),
         aligned_rows(K, block, np.float64),
         aligned_rows(1, block, np.float64)[0],
         aligned_rows(1, block, np.float64)[0],
     )
+
+
+@njit(**SERIAL)
+def _tied_block_buffers(D, K, block):
+    """Per-task block scratch of the tied kernels: ``xt, xc, u, e, L, resp,
+    rowmax, total``."""
+    xt, L, resp, rowmax, total = _block_buffers(D, K, block)
+    xc = aligned_rows(D, block, np.float64)
+    u = aligned_rows(D, block, np.float64)
+    e = aligned_rows(D, block, np.float64)
+    return xt, xc, u, e, L, resp, rowmax, total
 
 
 @njit(**SHARED)
@@ -665,14 +673,8 @@ def _diag_terms(prec_chol):
 def _diag_buffers(D, K, block):
     """Per-task scratch of the diagonal kernels: ``xt, om`` (rows and their
     observed mask), ``L, resp, rowmax, total``."""
-    return (
-        aligned_rows(D, block, np.float64),
-        aligned_rows(D, block, np.float64),
-        aligned_rows(K, block, np.float64),
-        aligned_rows(K, block, np.float64),
-        aligned_rows(1, block, np.float64)[0],
-        aligned_rows(1, block, np.float64)[0],
-    )
+    xt, L, resp, rowmax, total = _block_buffers(D, K, block)
+    return xt, aligned_rows(D, block, np.float64), L, resp, rowmax, total
 
 
 @njit(**SHARED)
