@@ -81,6 +81,30 @@ def test_block_buffers_start_on_a_cache_line():
                 assert (a == 1).all() and (b == 2).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_rows_load_into_block_columns(dtype):
+    """The block load (8 x 8 register tiles, then the leftover features and
+    rows) equals numpy's transpose of ``X[r0:r0 + nb] - center`` exactly,
+    for every way D and nb split into tiles, and writes no other column."""
+    from fastem._kernels._blocks import load_rows, load_rows_centered
+
+    rng = np.random.default_rng(64)
+    block_dtype = np.float64 if dtype == np.int64 else dtype
+    for D in (1, 2, 7, 8, 9, 16, 21, 64):
+        X = (rng.standard_normal((90, D)) * 100).astype(dtype)
+        center = rng.standard_normal(D).astype(block_dtype)
+        for r0, nb in [(0, 0), (3, 1), (5, 8), (0, 17), (11, 64), (26, 64)]:
+            rows = X[r0 : r0 + nb].astype(block_dtype)
+            xt = np.full((D, 64), np.nan, block_dtype)
+            load_rows_centered(X, r0, nb, center, xt)
+            assert np.array_equal(xt[:, :nb], (rows - center).T)
+            assert np.isnan(xt[:, nb:]).all()
+            xt = np.full((D, 64), np.nan, block_dtype)
+            load_rows(X, r0, nb, xt)
+            assert np.array_equal(xt[:, :nb], rows.T)
+            assert np.isnan(xt[:, nb:]).all()
+
+
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("weighted", [False, True])

@@ -20,6 +20,7 @@ from numba.extending import overload
 
 from .._config import SERIAL, SHARED
 from ._math import exp_simd
+from ._transpose import TILE, load_tile
 
 
 @njit(**SHARED)
@@ -40,22 +41,37 @@ def aligned_rows(rows, cols, dtype):
 @njit(**SHARED)
 def load_rows(X, r0, nb, xt):
     """``xt[:, b] = X[r0 + b]`` for ``b < nb`` (rows into columns)."""
-    D = X.shape[1]
-    for b in range(nb):
-        for d in range(D):
-            xt[d, b] = X[r0 + b, d]
+    load_rows_centered(X, r0, nb, None, xt)
 
 
 @njit(**SHARED)
 def load_rows_centered(X, r0, nb, center, xt):
-    """``xt[:, b] = X[r0 + b] - center`` for ``b < nb``.
+    """``xt[:, b] = X[r0 + b] - center`` for ``b < nb`` (``center`` may be
+    ``None``); ``X`` is C-contiguous.
 
     Centering on the mixture mean keeps every later difference small, so a
-    float32 block loses no accuracy to data far from the origin."""
+    float32 block loses no accuracy to data far from the origin.  Whole 8 x 8
+    tiles are transposed in registers (:func:`load_tile`); the features past
+    the last whole tile are copied eight rows at a time (for D < 8, e.g.
+    D = 2, that is every feature), and the rows past the last multiple of
+    eight one at a time."""
     D = X.shape[1]
-    for b in range(nb):
+    b = 0
+    while b + TILE <= nb:
+        d = 0
+        while d + TILE <= D:
+            load_tile(X, r0 + b, d, center, xt, b)
+            d += TILE
+        while d < D:
+            shift = 0.0 if center is None else center[d]
+            for i in range(TILE):
+                xt[d, b + i] = X[r0 + b + i, d] - shift
+            d += 1
+        b += TILE
+    while b < nb:
         for d in range(D):
-            xt[d, b] = X[r0 + b, d] - center[d]
+            xt[d, b] = X[r0 + b, d] - (0.0 if center is None else center[d])
+        b += 1
 
 
 def centered_float64(xt, X, r0, nb, center, out):
