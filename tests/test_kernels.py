@@ -269,6 +269,27 @@ def test_per_row_matches_reference_and_estimator(problem, cov, dtype):
     np.testing.assert_array_equal(only[0], logp)
 
 
+@pytest.mark.parametrize("n_components", [8, 13, 16])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_posteriors_of_many_components_match_reference(problem, n_components, dtype):
+    """Posteriors are written in 8 x 8 tiles of components and rows, then the
+    leftovers: with 8, 13 and 16 components and 700 rows (blocks of 256, the
+    last of 188 = 23 x 8 + 4 rows) every entry matches the reference."""
+    X, _ = problem
+    inits = initial_parameters(X, n_components, "diag", seed=65)
+    ref = mixture_from_precisions(
+        inits["weights_init"], inits["means_init"], inits["precisions_init"], "diag"
+    )
+    params = make_gaussian_params(ref.weights, ref.means, ref.covariances, "diag")
+    Xd = X.astype(dtype)
+    logp, resp, _ = gaussian_per_row(Xd, params, responsibilities=True)
+    expected = predict_proba(Xd.astype(np.float64), ref)
+    rtol = RTOL_PER_ROW[dtype]
+    np.testing.assert_allclose(resp, expected, rtol=0, atol=10 * rtol)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=10 * rtol)
+    assert_close(logp, score_samples(Xd.astype(np.float64), ref), rtol)
+
+
 def test_per_row_with_a_zero_weight_component(problem):
     """log(0) = -inf must propagate (fast-math without nnan/ninf)."""
     X, _ = problem

@@ -20,7 +20,7 @@ from numba.extending import overload
 
 from .._config import SERIAL, SHARED
 from ._math import exp_simd
-from ._transpose import TILE, load_tile
+from ._transpose import TILE, transpose_tile
 
 
 @njit(**SHARED)
@@ -51,7 +51,7 @@ def load_rows_centered(X, r0, nb, center, xt):
 
     Centering on the mixture mean keeps every later difference small, so a
     float32 block loses no accuracy to data far from the origin.  Whole 8 x 8
-    tiles are transposed in registers (:func:`load_tile`); the features past
+    tiles are transposed in registers (:func:`transpose_tile`); the features past
     the last whole tile are copied eight rows at a time (for D < 8, e.g.
     D = 2, that is every feature), and the rows past the last multiple of
     eight one at a time."""
@@ -60,7 +60,7 @@ def load_rows_centered(X, r0, nb, center, xt):
     while b + TILE <= nb:
         d = 0
         while d + TILE <= D:
-            load_tile(X, r0 + b, d, center, xt, b)
+            transpose_tile(X, r0 + b, d, center, "sub", xt, d, b)
             d += TILE
         while d < D:
             shift = 0.0 if center is None else center[d]
@@ -207,9 +207,18 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
             out_lse[r0 + b] = float(rowmax[b]) + math.log(total[b])
     if want_resp:
         for b in range(nb):
-            inv = 1.0 / float(total[b])
-            for k in range(K):
-                out_resp[r0 + b, k] = E[k, b] * inv
+            total[b] = 1.0 / total[b]
+        # Whole 8 x 8 tiles of components and rows are scaled and transposed
+        # in registers; the leftover rows, then the leftover components, one
+        # value at a time.
+        k_tiles = K - K % TILE
+        b_tiles = nb - nb % TILE
+        for k in range(0, k_tiles, TILE):
+            for b in range(0, b_tiles, TILE):
+                transpose_tile(E, k, b, total, "mul", out_resp, r0 + b, k)
+        for b in range(nb):
+            for k in range(0 if b >= b_tiles else k_tiles, K):
+                out_resp[r0 + b, k] = E[k, b] * total[b]
 
 
 @njit(**SHARED)

@@ -7,10 +7,13 @@ quarter to a third of a single-threaded E-step (16x16 and 64x16 spherical,
 500,000 rows: 4.9 of 19 ms and 27 of 70 ms).  LLVM does not vectorise it:
 the stores of one row go to D different buffer rows.
 
-:func:`load_tile` loads eight row segments of eight features as vectors,
-subtracts the centre, transposes the 8 x 8 tile in registers with three
-rounds of two-vector interleaves (``shufflevector``; one ``vpermt2pd`` each
-with AVX-512) and stores eight contiguous vectors.  It is written with
+:func:`transpose_tile` loads eight row segments of eight features as
+vectors, subtracts the centre, transposes the 8 x 8 tile in registers with
+three rounds of two-vector interleaves (``shufflevector``; one
+``vpermt2pd`` each with AVX-512) and stores eight contiguous vectors.  The
+per-row kernels use it the other way round, to write a block's ``(K, B)``
+posteriors, scaled by each row's normaliser, into rows of the ``(N, K)``
+output.  It is written with
 numba's public ``intrinsic`` extension API and plain LLVM IR, so it compiles
 on any target (a target without 512-bit vectors splits the vectors).
 """
@@ -70,86 +73,95 @@ def _is_c_matrix(arg):
     return isinstance(arg, types.Array) and arg.ndim == 2 and arg.layout == "C"
 
 
-@intrinsic
-def load_tile(typingctx, X, r, d, center, xt, b):
-    """``xt[d + j, b + i] = X[r + i, d + j] - center[d + j]`` for ``i, j < 8``.
+_OPERATIONS = {"sub": "fsub", "mul": "fmul"}
 
-    ``X`` and ``xt`` are C-contiguous 2-d arrays, ``xt`` of a float dtype;
-    ``center`` is a 1-d C-contiguous array or ``None`` (no shift).  The
-    subtraction is done in the wider of the dtypes of ``X`` and ``center``
-    and the result converted to ``xt``'s dtype, as the scalar expression
-    would.  No bounds are checked: the caller guarantees ``r + 8 <=
-    X.shape[0]``, ``d + 8 <= X.shape[1]``, ``d + 8 <= xt.shape[0]`` and
-    ``b + 8 <= xt.shape[1]``.
+
+@intrinsic
+def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
+    """``dst[dr + j, dc + i] = src[r + i, c + j] <op> vec[c + j]`` for ``i, j
+    < 8``, ``op`` the literal ``"sub"`` or ``"mul"``.
+
+    ``src`` and ``dst`` are C-contiguous 2-d arrays, ``dst`` of a float
+    dtype; ``vec`` is a 1-d C-contiguous float array or ``None`` (a plain
+    transposed copy).  The operation is done in the wider of the dtypes of
+    ``src`` and ``vec`` and the result converted to ``dst``'s dtype, as the
+    scalar expression would.  No bounds are checked: the caller guarantees
+    that both 8 x 8 tiles (and ``vec[c:c + 8]``) lie inside the arrays.
     """
-    centered = not isinstance(center, (types.NoneType, types.Omitted))
-    if not (_is_c_matrix(X) and _is_c_matrix(xt)):
+    with_vec = not isinstance(vec, (types.NoneType, types.Omitted))
+    if not (_is_c_matrix(src) and _is_c_matrix(dst)):
         return None
-    if not isinstance(xt.dtype, types.Float):
+    if not isinstance(dst.dtype, types.Float):
         return None
-    if not isinstance(X.dtype, (types.Float, types.Integer)):
+    if not isinstance(src.dtype, (types.Float, types.Integer)):
         return None
-    if centered and not (
-        isinstance(center, types.Array)
-        and center.ndim == 1
-        and center.layout == "C"
-        and isinstance(center.dtype, types.Float)
+    if not (isinstance(op, types.StringLiteral) and op.literal_value in _OPERATIONS):
+        return None
+    if with_vec and not (
+        isinstance(vec, types.Array)
+        and vec.ndim == 1
+        and vec.layout == "C"
+        and isinstance(vec.dtype, types.Float)
     ):
         return None
-    if not all(isinstance(i, types.Integer) for i in (r, d, b)):
+    if not all(isinstance(i, types.Integer) for i in (r, c, dr, dc)):
         return None
-    sig = types.void(X, r, d, center, xt, b)
+    sig = types.void(src, r, c, vec, op, dst, dr, dc)
+    operation = _OPERATIONS[op.literal_value]
 
     def codegen(context, builder, signature, args):
-        x_type, r_type, d_type, c_type, xt_type, b_type = signature.args
-        x_arr = context.make_array(x_type)(context, builder, args[0])
-        xt_arr = context.make_array(xt_type)(context, builder, args[4])
+        src_type, _, _, vec_type, _, dst_type, _, _ = signature.args
+        src_arr = context.make_array(src_type)(context, builder, args[0])
+        dst_arr = context.make_array(dst_type)(context, builder, args[5])
         intp = context.get_value_type(types.intp)
-        r0 = context.cast(builder, args[1], r_type, types.intp)
-        d0 = context.cast(builder, args[2], d_type, types.intp)
-        b0 = context.cast(builder, args[5], b_type, types.intp)
-        work = x_type.dtype
-        if centered:
-            c_arr = context.make_array(c_type)(context, builder, args[3])
-            work = typingctx.unify_types(x_type.dtype, c_type.dtype)
+        r0, c0, dr0, dc0 = (
+            context.cast(builder, args[i], signature.args[i], types.intp)
+            for i in (1, 2, 6, 7)
+        )
+        work = src_type.dtype
+        if with_vec:
+            vec_arr = context.make_array(vec_type)(context, builder, args[3])
+            work = typingctx.unify_types(src_type.dtype, vec_type.dtype)
             if not isinstance(work, types.Float):
-                work = c_type.dtype
-            shift = _load_vector(context, builder, c_type, c_arr, [d0], c_type.dtype)
-            shift = _convert(context, builder, shift, c_type.dtype, work)
+                work = vec_type.dtype
+            operand = _load_vector(
+                context, builder, vec_type, vec_arr, [c0], vec_type.dtype
+            )
+            operand = _convert(context, builder, operand, vec_type.dtype, work)
         rows = []
         for i in range(TILE):
             row = _load_vector(
                 context,
                 builder,
-                x_type,
-                x_arr,
-                [builder.add(r0, intp(i)), d0],
-                x_type.dtype,
+                src_type,
+                src_arr,
+                [builder.add(r0, intp(i)), c0],
+                src_type.dtype,
             )
-            row = _convert(context, builder, row, x_type.dtype, work)
-            if centered:
-                row = builder.fsub(row, shift)
-            rows.append(_convert(context, builder, row, work, xt_type.dtype))
+            row = _convert(context, builder, row, src_type.dtype, work)
+            if with_vec:
+                row = getattr(builder, operation)(row, operand)
+            rows.append(_convert(context, builder, row, work, dst_type.dtype))
         for _ in range(3):
             rows = [
                 _interleave(builder, rows[i], rows[i + TILE // 2], high)
                 for i in range(TILE // 2)
                 for high in (False, True)
             ]
-        vector_type = ir.VectorType(context.get_value_type(xt_type.dtype), TILE)
+        vector_type = ir.VectorType(context.get_value_type(dst_type.dtype), TILE)
         for j, row in enumerate(rows):
             pointer = cgutils.get_item_pointer(
                 context,
                 builder,
-                xt_type,
-                xt_arr,
-                [builder.add(d0, intp(j)), b0],
+                dst_type,
+                dst_arr,
+                [builder.add(dr0, intp(j)), dc0],
                 wraparound=False,
             )
             builder.store(
                 row,
                 builder.bitcast(pointer, vector_type.as_pointer()),
-                align=xt_type.dtype.bitwidth // 8,
+                align=dst_type.dtype.bitwidth // 8,
             )
         return context.get_dummy_value()
 
