@@ -50,11 +50,11 @@ def load_rows_centered(X, r0, nb, center, xt):
     ``None``); ``X`` is C-contiguous.
 
     Centering on the mixture mean keeps every later difference small, so a
-    float32 block loses no accuracy to data far from the origin.  Whole 8 x 8
-    tiles are transposed in registers (:func:`transpose_tile`); the features past
-    the last whole tile are copied eight rows at a time (for D < 8, e.g.
-    D = 2, that is every feature), and the rows past the last multiple of
-    eight one at a time."""
+    float32 block loses no accuracy to data far from the origin.  Whole
+    8 x 8 tiles are transposed in registers (:func:`transpose_tile`); the
+    features past the last whole tile are copied eight rows at a time (for
+    D < 8, e.g. D = 2, that is every feature), and the rows past the last
+    multiple of eight one at a time."""
     D = X.shape[1]
     b = 0
     while b + TILE <= nb:

@@ -13,9 +13,10 @@ three rounds of two-vector interleaves (``shufflevector``; one
 ``vpermt2pd`` each with AVX-512) and stores eight contiguous vectors.  The
 per-row kernels use it the other way round, to write a block's ``(K, B)``
 posteriors, scaled by each row's normaliser, into rows of the ``(N, K)``
-output.  It is written with
-numba's public ``intrinsic`` extension API and plain LLVM IR, so it compiles
-on any target (a target without 512-bit vectors splits the vectors).
+output.  It is written with numba's public ``intrinsic`` extension API and
+plain LLVM IR, so it compiles for any target (tested with numba's
+``haswell`` and ``generic`` CPUs too; a target without 512-bit vectors
+splits them).
 """
 
 from __future__ import annotations
