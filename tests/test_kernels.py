@@ -81,23 +81,33 @@ def test_block_buffers_start_on_a_cache_line():
                 assert (a == 1).all() and (b == 2).all()
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
-def test_rows_load_into_block_columns(dtype):
+@pytest.mark.parametrize(
+    "dtype, block_dtype",
+    [
+        (np.float64, np.float64),
+        (np.float32, np.float32),
+        (np.float32, np.float64),
+        (np.int64, np.float64),
+    ],
+)
+def test_rows_load_into_block_columns(dtype, block_dtype):
     """The block load (8 x 8 register tiles, then the leftover features and
     rows) equals numpy's transpose of ``X[r0:r0 + nb] - center`` exactly,
-    for every way D and nb split into tiles, and writes no other column."""
+    for every way D and nb split into tiles, and writes no other column.
+    Rows are converted to the block's dtype before centring (float32 rows in
+    a float64 block are centred in float64)."""
     from fastem._kernels._blocks import load_rows, load_rows_centered
 
     rng = np.random.default_rng(64)
-    block_dtype = np.float64 if dtype == np.int64 else dtype
+    center_dtype = dtype if np.issubdtype(dtype, np.floating) else block_dtype
     for D in (1, 2, 7, 8, 9, 16, 21, 64):
         X = (rng.standard_normal((90, D)) * 100).astype(dtype)
-        center = rng.standard_normal(D).astype(block_dtype)
+        center = rng.standard_normal(D).astype(center_dtype)
         for r0, nb in [(0, 0), (3, 1), (5, 8), (0, 17), (11, 64), (26, 64)]:
             rows = X[r0 : r0 + nb].astype(block_dtype)
             xt = np.full((D, 64), np.nan, block_dtype)
             load_rows_centered(X, r0, nb, center, xt)
-            assert np.array_equal(xt[:, :nb], (rows - center).T)
+            assert np.array_equal(xt[:, :nb], (rows - center.astype(block_dtype)).T)
             assert np.isnan(xt[:, nb:]).all()
             xt = np.full((D, 64), np.nan, block_dtype)
             load_rows(X, r0, nb, xt)

@@ -47,7 +47,8 @@ def load_rows(X, r0, nb, xt):
 @njit(**SHARED)
 def load_rows_centered(X, r0, nb, center, xt):
     """``xt[:, b] = X[r0 + b] - center`` for ``b < nb`` (``center`` may be
-    ``None``); ``X`` is C-contiguous.
+    ``None``); ``X`` is C-contiguous.  Rows are converted to the dtype of
+    ``xt`` before the centre is subtracted.
 
     Centering on the mixture mean keeps every later difference small, so a
     float32 block loses no accuracy to data far from the origin.  Whole
@@ -63,14 +64,17 @@ def load_rows_centered(X, r0, nb, center, xt):
             transpose_tile(X, r0 + b, d, center, "sub", xt, d, b)
             d += TILE
         while d < D:
-            shift = 0.0 if center is None else center[d]
             for i in range(TILE):
-                xt[d, b + i] = X[r0 + b + i, d] - shift
+                xt[d, b + i] = X[r0 + b + i, d]
+                if center is not None:
+                    xt[d, b + i] -= center[d]
             d += 1
         b += TILE
     while b < nb:
         for d in range(D):
-            xt[d, b] = X[r0 + b, d] - (0.0 if center is None else center[d])
+            xt[d, b] = X[r0 + b, d]
+            if center is not None:
+                xt[d, b] -= center[d]
         b += 1
 
 
@@ -95,10 +99,7 @@ def _centered_float64_typed(xt, X, r0, nb, center, out):
         return lambda xt, X, r0, nb, center, out: xt
 
     def convert(xt, X, r0, nb, center, out):
-        D = X.shape[1]
-        for b in range(nb):
-            for d in range(D):
-                out[d, b] = np.float64(X[r0 + b, d]) - np.float64(center[d])
+        load_rows_centered(X, r0, nb, center, out)
         return out
 
     return convert
@@ -218,7 +219,8 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
                 transpose_tile(E, k, b, total, "mul", out_resp, r0 + b, k)
         for b in range(nb):
             for k in range(0 if b >= b_tiles else k_tiles, K):
-                out_resp[r0 + b, k] = E[k, b] * total[b]
+                out_resp[r0 + b, k] = E[k, b]
+                out_resp[r0 + b, k] *= total[b]
 
 
 @njit(**SHARED)

@@ -84,10 +84,12 @@ def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
 
     ``src`` and ``dst`` are C-contiguous 2-d arrays, ``dst`` of a float
     dtype; ``vec`` is a 1-d C-contiguous float array or ``None`` (a plain
-    transposed copy).  The operation is done in the wider of the dtypes of
-    ``src`` and ``vec`` and the result converted to ``dst``'s dtype, as the
-    scalar expression would.  No bounds are checked: the caller guarantees
-    that both 8 x 8 tiles (and ``vec[c:c + 8]``) lie inside the arrays.
+    transposed copy).  Each value is first converted to ``dst``'s dtype and
+    then combined with ``vec`` in the wider of the two dtypes, as the scalar
+    statements ``dst[..] = src[..]; dst[..] -= vec[..]`` would (so float32
+    rows loaded into a float64 block are centred in float64).  No bounds are
+    checked: the caller guarantees that both 8 x 8 tiles (and ``vec[c:c +
+    8]``) lie inside the arrays.
     """
     with_vec = not isinstance(vec, (types.NoneType, types.Omitted))
     if not (_is_c_matrix(src) and _is_c_matrix(dst)):
@@ -119,12 +121,11 @@ def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
             context.cast(builder, args[i], signature.args[i], types.intp)
             for i in (1, 2, 6, 7)
         )
-        work = src_type.dtype
+        store = dst_type.dtype
+        work = store
         if with_vec:
             vec_arr = context.make_array(vec_type)(context, builder, args[3])
-            work = typingctx.unify_types(src_type.dtype, vec_type.dtype)
-            if not isinstance(work, types.Float):
-                work = vec_type.dtype
+            work = typingctx.unify_types(store, vec_type.dtype)
             operand = _load_vector(
                 context, builder, vec_type, vec_arr, [c0], vec_type.dtype
             )
@@ -139,10 +140,12 @@ def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
                 [builder.add(r0, intp(i)), c0],
                 src_type.dtype,
             )
-            row = _convert(context, builder, row, src_type.dtype, work)
+            row = _convert(context, builder, row, src_type.dtype, store)
             if with_vec:
+                row = _convert(context, builder, row, store, work)
                 row = getattr(builder, operation)(row, operand)
-            rows.append(_convert(context, builder, row, work, dst_type.dtype))
+                row = _convert(context, builder, row, work, store)
+            rows.append(row)
         for _ in range(3):
             rows = [
                 _interleave(builder, rows[i], rows[i + TILE // 2], high)
