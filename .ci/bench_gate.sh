@@ -12,7 +12,9 @@
 #              float64, single-threaded) of HEAD against its parent commit,
 #              each built into an asv virtualenv; fails when asv reports a
 #              slowdown beyond FASTEM_GATE_FACTOR that is also statistically
-#              significant.  Skipped, with a message, when HEAD has no parent.
+#              significant, and again when the flagged benchmarks are re-run
+#              with two more rounds.  Skipped, with a message, when HEAD has
+#              no parent.
 #
 # Usage: bash .ci/bench_gate.sh [smoke|compare|all]   (default: all)
 #
@@ -92,13 +94,42 @@ if [[ "$mode" != smoke ]]; then
     # One thread for numba and the BLAS: the comparison measures the kernels'
     # work, not how the machine's other load interferes with thread teams.
     export NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+    compare() { # compare ROUNDS LOG -b REGEX [-b REGEX ...]
+        local n="$1" log="$2"
+        shift 2
+        "$python" -m asv continuous --factor "$factor" --split --show-stderr \
+            --machine fastem-gate --interleave-rounds -a rounds="$n" \
+            "$@" "$base" HEAD 2>&1 | tee "$log"
+    }
+    log="$(mktemp)"
     status=0
-    "$python" -m asv continuous --factor "$factor" --split --show-stderr \
-        --machine fastem-gate --interleave-rounds -a rounds="$rounds" \
-        -b "$bench" "$base" HEAD || status=$?
+    compare "$rounds" "$log" -b "$bench" || status=$?
+    if [[ $status -eq 1 ]]; then
+        # A slowdown is confirmed before it fails the gate: the flagged
+        # benchmarks (asv's "+" rows) run again, with two more rounds.  On
+        # the shared host an unchanged commit was once flagged (a README-only
+        # commit: 2x8 tied fit 6.47 -> 10.8 ms); a real slowdown repeats.
+        mapfile -t again < <("$python" - "$log" <<'PY'
+import re, sys
+
+for line in open(sys.argv[1]):
+    cells = [c.strip() for c in line.split("|")]
+    if len(cells) > 5 and cells[1] == "+":
+        print("-b")
+        print(re.escape(cells[5]))
+PY
+        )
+        if [[ ${#again[@]} -gt 0 ]]; then
+            echo "== $((${#again[@]} / 2)) benchmark(s) flagged slower: confirming with $((rounds + 2)) rounds"
+            status=0
+            compare "$((rounds + 2))" "$log" "${again[@]}" || status=$?
+            [[ $status -eq 0 ]] && echo "== the slowdown did not repeat: treated as noise"
+        fi
+    fi
+    rm -f "$log"
     if [[ $status -ne 0 ]]; then
         echo "== bench gate FAILED: a benchmark errored (status 2) or got slower by more" \
-            "than ${factor}x (status 1); status $status, $((SECONDS - start)) s" >&2
+            "than ${factor}x twice in a row (status 1); status $status, $((SECONDS - start)) s" >&2
         exit "$status"
     fi
 fi
