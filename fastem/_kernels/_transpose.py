@@ -1,4 +1,4 @@
-"""A SIMD 8 x 8 tile transpose: rows of ``X`` into columns of a block.
+"""Moving rows into blocks: an 8 x 8 SIMD tile transpose and a prefetch hint.
 
 Every fused kernel starts a block by copying ``nb`` rows of ``X`` into the
 columns of a ``(D, B)`` buffer.  Written as scalar loops, that copy is one
@@ -17,6 +17,10 @@ output.  It is written with numba's public ``intrinsic`` extension API and
 plain LLVM IR, so it compiles for any target (tested with numba's
 ``haswell`` and ``generic`` CPUs too; a target without 512-bit vectors
 splits them).
+
+:func:`prefetch` asks for a cache line of ``X`` ahead of the rows being
+loaded (the hardware prefetcher alone left the D = 16 load waiting on
+memory; see ``PREFETCH_BYTES`` in ``_blocks.py``).
 """
 
 from __future__ import annotations
