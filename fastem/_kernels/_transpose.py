@@ -63,15 +63,22 @@ def _convert(context, builder, value, from_type, to_type):
     return builder.uitofp(value, to_vec)
 
 
-def _load_vector(context, builder, array_type, array, indices, elem_type):
+def _vector_at(context, builder, array_type, array, indices):
+    """Pointer to the 8-vector of ``array``'s dtype starting at ``indices``,
+    and its alignment (the element size: block rows are not assumed to be
+    vector-aligned)."""
     pointer = cgutils.get_item_pointer(
         context, builder, array_type, array, indices, wraparound=False
     )
-    vector_type = ir.VectorType(context.get_value_type(elem_type), TILE)
-    return builder.load(
-        builder.bitcast(pointer, vector_type.as_pointer()),
-        align=elem_type.bitwidth // 8,
+    vector_type = ir.VectorType(context.get_value_type(array_type.dtype), TILE)
+    return builder.bitcast(pointer, vector_type.as_pointer()), (
+        array_type.dtype.bitwidth // 8
     )
+
+
+def _load_vector(context, builder, array_type, array, indices):
+    pointer, align = _vector_at(context, builder, array_type, array, indices)
+    return builder.load(pointer, align=align)
 
 
 def _is_c_matrix(arg):
@@ -130,9 +137,7 @@ def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
         if with_vec:
             vec_arr = context.make_array(vec_type)(context, builder, args[3])
             work = typingctx.unify_types(store, vec_type.dtype)
-            operand = _load_vector(
-                context, builder, vec_type, vec_arr, [c0], vec_type.dtype
-            )
+            operand = _load_vector(context, builder, vec_type, vec_arr, [c0])
             operand = _convert(context, builder, operand, vec_type.dtype, work)
         rows = []
         for i in range(TILE):
@@ -142,7 +147,6 @@ def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
                 src_type,
                 src_arr,
                 [builder.add(r0, intp(i)), c0],
-                src_type.dtype,
             )
             row = _convert(context, builder, row, src_type.dtype, store)
             if with_vec:
@@ -156,21 +160,11 @@ def transpose_tile(typingctx, src, r, c, vec, op, dst, dr, dc):
                 for i in range(TILE // 2)
                 for high in (False, True)
             ]
-        vector_type = ir.VectorType(context.get_value_type(dst_type.dtype), TILE)
         for j, row in enumerate(rows):
-            pointer = cgutils.get_item_pointer(
-                context,
-                builder,
-                dst_type,
-                dst_arr,
-                [builder.add(dr0, intp(j)), dc0],
-                wraparound=False,
+            pointer, align = _vector_at(
+                context, builder, dst_type, dst_arr, [builder.add(dr0, intp(j)), dc0]
             )
-            builder.store(
-                row,
-                builder.bitcast(pointer, vector_type.as_pointer()),
-                align=dst_type.dtype.bitwidth // 8,
-            )
+            builder.store(row, pointer, align=align)
         return context.get_dummy_value()
 
     return sig, codegen
