@@ -96,7 +96,19 @@ def test_rows_load_into_block_columns(dtype, block_dtype):
     for every way D and nb split into tiles, and writes no other column.
     Rows are converted to the block's dtype before centring (float32 rows in
     a float64 block are centred in float64)."""
+    from numba import njit
+
     from fastem._kernels._blocks import load_rows, load_rows_centered
+
+    # The helpers have no Python wrapper (fastem/_config.py): call them from
+    # jitted code.
+    @njit
+    def load_centered(X, r0, nb, center, xt):
+        load_rows_centered(X, r0, nb, center, xt)
+
+    @njit
+    def load(X, r0, nb, xt):
+        load_rows(X, r0, nb, xt)
 
     rng = np.random.default_rng(64)
     center_dtype = dtype if np.issubdtype(dtype, np.floating) else block_dtype
@@ -106,11 +118,11 @@ def test_rows_load_into_block_columns(dtype, block_dtype):
         for r0, nb in [(0, 0), (3, 1), (5, 8), (0, 17), (11, 64), (26, 64)]:
             rows = X[r0 : r0 + nb].astype(block_dtype)
             xt = np.full((D, 64), np.nan, block_dtype)
-            load_rows_centered(X, r0, nb, center, xt)
+            load_centered(X, r0, nb, center, xt)
             assert np.array_equal(xt[:, :nb], (rows - center.astype(block_dtype)).T)
             assert np.isnan(xt[:, nb:]).all()
             xt = np.full((D, 64), np.nan, block_dtype)
-            load_rows(X, r0, nb, xt)
+            load(X, r0, nb, xt)
             assert np.array_equal(xt[:, :nb], rows.T)
             assert np.isnan(xt[:, nb:]).all()
 
@@ -465,7 +477,13 @@ def test_block_log_likelihood_with_many_equal_components(n_components):
     """The block log-likelihood sums logs of products of row totals; with
     every component equally likely each total is exactly K, the largest a
     total can be, so an over-long product would overflow to inf."""
+    from numba import njit
+
     from fastem._kernels._blocks import responsibilities
+
+    @njit
+    def block_responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
+        responsibilities(L, nb, sw, r0, rowmax, resp, total, acc)
 
     rng = np.random.RandomState(0)
     B = 256
@@ -474,7 +492,7 @@ def test_block_log_likelihood_with_many_equal_components(n_components):
     L[:, :7] += rng.normal(size=(n_components, 7))  # a few unequal rows too
     resp, rowmax, total = np.empty_like(L), np.empty(B), np.empty(B)
     acc = np.zeros(3)
-    responsibilities(L, B, np.empty(0), 0, rowmax, resp, total, acc)
+    block_responsibilities(L, B, np.empty(0), 0, rowmax, resp, total, acc)
     row_max = L.max(axis=0)
     ref = np.sum(row_max + np.log(np.exp(L - row_max).sum(axis=0)))
     assert np.isfinite(acc[0])

@@ -13,7 +13,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .._config import CACHE, SHARED
+from .._config import CACHE, NO_WRAPPERS, SHARED
 
 _LOG2E = 1.4426950408889634
 # Cody-Waite split of log(2): _LN2_HI has trailing zero bits, so k * _LN2_HI
@@ -61,7 +61,7 @@ def _bits_as_float(typingctx, i):
 # Compiled with FMA contraction only: reassociating the range reduction costs
 # up to 12 ulp, while fused multiply-adds make both the reduction and Horner's
 # scheme more accurate and twice as fast (within 1 ulp of libm on [-708, 0]).
-@njit(cache=CACHE, nogil=True, fastmath={"contract"})
+@njit(cache=CACHE, nogil=True, fastmath={"contract"}, **NO_WRAPPERS)
 def _exp64(x):
     xc = max(x, _EXP_MIN)
     k = math.floor(xc * _LOG2E + 0.5)
@@ -82,7 +82,7 @@ def _exp64(x):
     return p * scale if x >= _EXP_MIN else 0.0
 
 
-@njit(cache=CACHE, nogil=True, fastmath={"contract"})
+@njit(cache=CACHE, nogil=True, fastmath={"contract"}, **NO_WRAPPERS)
 def _exp32(x):
     c = _F32_C
     xc = max(x, _F32_EXP_MIN)
