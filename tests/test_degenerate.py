@@ -282,3 +282,41 @@ def test_one_component_is_the_weighted_moments(make_mixture, cov, weighted):
     assert_close(model.covariances_, expected, 1e-12)
     np.testing.assert_array_equal(model.predict(X), 0)
     np.testing.assert_allclose(model.predict_proba(X), 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("n_features", [1, 3, 40])
+def test_precision_factors_flag_covariances_that_are_not_positive_definite(
+    n_features,
+):
+    """Each positive-definite covariance gets scikit-learn's factor
+    (``solve_triangular(cholesky(cov), I).T``); a singular, an indefinite and
+    a negative-definite one are flagged and left as the identity, and a tied
+    covariance that is not positive definite is an error."""
+    from scipy import linalg
+
+    from fastem.families.gaussian import (
+        SingularCovarianceError,
+        precisions_cholesky_from_covariances,
+    )
+
+    rng = np.random.default_rng(n_features)
+    D = n_features
+    A = rng.normal(size=(D, 2 * D))
+    good = A @ A.T / D + 0.1 * np.eye(D)
+    singular = np.zeros((D, D))
+    indefinite = good.copy()
+    indefinite[-1, -1] = -1.0
+    covs = np.stack([good, singular, 2.0 * good, indefinite, -good])
+    factors, bad = precisions_cholesky_from_covariances(covs, "full")
+    assert bad == [1, 3, 4]
+    for k in (0, 2):
+        lower = linalg.cholesky(covs[k], lower=True)
+        expected = linalg.solve_triangular(lower, np.eye(D), lower=True).T
+        np.testing.assert_allclose(factors[k], expected, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            factors[k] @ factors[k].T, np.linalg.inv(covs[k]), rtol=1e-9
+        )
+    for k in bad:
+        assert np.array_equal(factors[k], np.eye(D))
+    with pytest.raises(SingularCovarianceError, match="reg_covar"):
+        precisions_cholesky_from_covariances(indefinite, "tied")
