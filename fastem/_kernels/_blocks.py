@@ -19,11 +19,10 @@ from numba import njit, types
 from numba.extending import overload
 
 from .._config import SERIAL, SHARED
-from ._math import exp_simd
+from ._math import exp_simd, zero_of
 from ._transpose import TILE, prefetch, transpose_tile
 
 
-@njit(**SHARED)
 def aligned_rows(rows, cols, dtype):
     """An uninitialised C-contiguous ``(rows, cols)`` array whose data start
     on a 64-byte boundary (block scratch; every block size is a multiple of
@@ -36,6 +35,15 @@ def aligned_rows(rows, cols, dtype):
     raw = np.empty(rows * cols + 16, dtype)
     skip = ((-raw.ctypes.data) % 64) // raw.itemsize
     return raw[skip : skip + rows * cols].reshape((rows, cols))
+
+
+# An overload rather than a jitted function: numba compiles a jitted callee
+# once per argument type, the literal row counts of the call sites included
+# (``aligned_rows(1, block, dt)`` was a signature of its own), while an
+# overload is typed with plain integers first, once per dtype.
+@overload(aligned_rows)
+def _aligned_rows_typed(rows, cols, dtype):
+    return aligned_rows
 
 
 #: How far ahead of the rows being loaded :func:`load_rows_centered` asks for
@@ -191,7 +199,7 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
             ll += rowmax[b]
             total[b] = 1.0 / total[b]
         wsum = float(nb)
-    joint = np.zeros(1, L.dtype)[0]
+    joint = zero_of(L)
     for k in range(K):
         for b in range(nb):
             r = resp[k, b] * total[b]
@@ -249,7 +257,7 @@ def accumulate_first_moments(xt, nb, resp, shift, nblk, sx):
     four FMAs).  Partial sums are in the dtype of the block."""
     D = xt.shape[0]
     K = resp.shape[0]
-    zero = np.zeros(1, xt.dtype)[0]
+    zero = zero_of(xt)
     for k in range(K):
         r = resp[k]
         m = shift[k]

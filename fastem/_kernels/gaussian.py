@@ -42,7 +42,7 @@ from ._blocks import (
     load_rows_centered,
     responsibilities,
 )
-from ._math import add_lower_scatter, upper_tri_sq_norms
+from ._math import add_lower_scatter, upper_tri_sq_norms, zero_of
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; SHARED ones are linked into the kernels, SERIAL ones
@@ -230,7 +230,7 @@ def _weigh_centered(xt, nb, resp, shift, k, wdiff, nk, sx, sblk):
     latter (this block's sums, float64) in ``sblk``.  Returns False when the
     block gives component k no responsibility at all."""
     D = xt.shape[0]
-    zero = np.zeros(1, xt.dtype)[0]
+    zero = zero_of(xt)
     n = zero
     for b in range(nb):
         n += resp[k, b]
@@ -269,7 +269,7 @@ def _accumulate_moments(xt, nb, resp, means, nk, sx, sxx):
     both, and the four running sums keep the FMA units busy."""
     D = xt.shape[0]
     K = means.shape[0]
-    zero = np.zeros(1, xt.dtype)[0]
+    zero = zero_of(xt)
     for k in range(K):
         r = resp[k]
         n = zero
@@ -503,7 +503,7 @@ def estep_spherical(
                 nk[t, k] += n
                 q = Q[k]
                 r = resp[k]
-                s2 = np.zeros(1, dt)[0]
+                s2 = zero_of(xt)
                 for b in range(nb):
                     s2 += r[b] * q[b]
                 sxx[t, k] += s2
