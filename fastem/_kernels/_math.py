@@ -7,7 +7,6 @@ code, which makes the exponentials of the E-step several times cheaper.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
@@ -39,36 +38,27 @@ _F32_C = (
 )
 
 
-@intrinsic
-def _bits_as_float(typingctx, i):
-    """Reinterpret the bits of an int64 as a float64 (int32 as float32)."""
-    if i == types.int64:
-        result, llvm_type = types.float64, ir.DoubleType()
-    elif i == types.int32:
-        result, llvm_type = types.float32, ir.FloatType()
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], llvm_type)
-
-    return result(i), codegen
+#: The type whose bits each type reinterprets as (:func:`_same_bits`).
+_BIT_TWINS = {
+    types.int64: types.float64,
+    types.float64: types.int64,
+    types.int32: types.float32,
+    types.float32: types.int32,
+}
 
 
 @intrinsic
-def _float_as_bits(typingctx, x):
-    """Reinterpret the bits of a float64 as an int64 (float32 as int32)."""
-    if x == types.float64:
-        result, llvm_type = types.int64, ir.IntType(64)
-    elif x == types.float32:
-        result, llvm_type = types.int32, ir.IntType(32)
-    else:
+def _same_bits(typingctx, value):
+    """The bits of an int64 read as a float64, and of a float64 read as an
+    int64 (int32 and float32 alike)."""
+    result = _BIT_TWINS.get(value)
+    if result is None:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], llvm_type)
+        return builder.bitcast(args[0], context.get_value_type(result))
 
-    return result(x), codegen
+    return result(value), codegen
 
 
 # Adding 1.5 * 2^52 (float32: 1.5 * 2^23) rounds x / log 2 to an integer k
@@ -101,7 +91,7 @@ def _exp64(x):
     p = p * r + 0.5000000000000019
     p = p * r + 1.0
     p = p * r + 1.0
-    scale = _bits_as_float((_float_as_bits(shifted) + 1023) << 52)
+    scale = _same_bits((_same_bits(shifted) + 1023) << 52)
     return p * scale if x >= _EXP_MIN else 0.0
 
 
@@ -120,7 +110,7 @@ def _exp32(x):
     p = p * r + c[5]
     p = p * r + c[6]
     p = p * r + c[7]
-    scale = _bits_as_float(np.int32((np.int64(_float_as_bits(shifted)) + 127) << 23))
+    scale = _same_bits(np.int32((np.int64(_same_bits(shifted)) + 127) << 23))
     return p * scale if x >= _F32_EXP_MIN else _F32_ZERO
 
 
