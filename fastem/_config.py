@@ -26,9 +26,10 @@ FASTMATH: set[str] | bool = (
 
 #: Helpers are only ever called from other compiled functions, so numba need
 #: not build the wrappers that let Python (``no_cpython_wrapper``) or C
-#: (``no_cfunc_wrapper``) call them: skipping them took 0.8-1.6 s off the
-#: first full-covariance fit of a cold cache (7.7-8.7 s -> 6.7-7.4 s,
-#: alternated runs).  Call a helper from Python through a jitted wrapper.
+#: (``no_cfunc_wrapper``) call them: skipping them took 10-20 % off the
+#: first full-covariance fit of a cold cache (alternated runs in a slow hour:
+#: 7.7-8.7 s -> 6.7-7.4 s).  Call a helper from Python through a jitted
+#: wrapper.
 NO_WRAPPERS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
 #: Options for kernel entry points: serial over a range of tasks, released
