@@ -221,6 +221,42 @@ def test_statistics_match_their_definition(problem, cov):
     )
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 11])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_full_statistics_and_log_densities_for_every_dimension(
+    make_mixture, n_features, dtype
+):
+    """Full covariances take a written-out path for D <= 3 (the triangular
+    product and the scatter of a row in registers) and the general sweeps
+    above: both give the log-densities and the statistics of their
+    definition, from reference responsibilities (600 rows: two whole blocks
+    and a partial one; weighted)."""
+    X, _ = make_mixture(600, n_features, K, seed=70 + n_features, separation=2.0)
+    X = X + 50.0  # rows far from the origin; the kernels centre them
+    sw = np.random.RandomState(71).uniform(0.0, 2.0, X.shape[0])
+    ref, params = _start(X, "full", sw)
+    Xd = X.astype(dtype)
+    Xr = Xd.astype(np.float64)
+    stats = gaussian_stats(Xd, params, sw)
+    resp, mean_loglik = e_step(Xr, ref, sw)
+    r = resp * sw[:, None]
+    tol = RTOL_SUM[dtype] * (10 if dtype == np.float32 else 1)
+    assert_close(stats.nk, r.sum(axis=0), tol, "nk")
+    m = stats.shift
+    assert_close(stats.sum_x + stats.nk[:, None] * m, r.T @ Xr, tol, "sum_x")
+    expected = np.array(
+        [(r[:, k, None] * (Xr - m[k])).T @ (Xr - m[k]) for k in range(K)]
+    )
+    np.testing.assert_allclose(
+        stats.sum_xx, expected, rtol=tol, atol=tol * np.abs(expected).max()
+    )
+    np.testing.assert_allclose(
+        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=tol
+    )
+    logp, _, _ = gaussian_per_row(Xd, params, log_likelihood=True)
+    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
+
+
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_mstep_of_stats_is_one_reference_em_step(problem, cov, weighted):

@@ -287,7 +287,13 @@ def test_float32_and_no_mutation(X):
 
 def test_kernels_compile_once(X):
     fastem.GaussianMixtureIC(1, 2, random_state=0).fit(X)
-    kernels = (_k.estep_full, _k.estep_tied, _k.estep_diag, _k.estep_spherical)
+    kernels = (
+        _k.estep_full,
+        _k.estep_full_small,
+        _k.estep_tied,
+        _k.estep_diag,
+        _k.estep_spherical,
+    )
     before = [len(k.signatures) for k in kernels]
     fastem.GaussianMixtureIC(2, 4, random_state=1).fit(X)
     assert [len(k.signatures) for k in kernels] == before

@@ -338,7 +338,9 @@ def e_step(
     w = sample_weight
     if cov == "full":
         sxx = np.zeros((T, K, D, D))
-        kernel, middle = _k.estep_full, (a.means, a.prec)
+        small = D <= _k.SMALL_FULL_D
+        kernel = _k.estep_full_small if small else _k.estep_full
+        middle = (a.means, a.prec)
     elif cov == "tied":
         sxx = np.zeros((T, D, D))
         kernel, middle = _k.estep_tied, (a.prec, a.shifted, a.means)
@@ -406,8 +408,11 @@ def per_row(
     a = _kernel_args(params, X.dtype, log_norm)
     block = block_rows(D, X.dtype.itemsize)
     means = a.shifted if cov == "tied" else a.means
+    kernel = _PER_ROW_KERNELS[cov]
+    if cov == "full" and D <= _k.SMALL_FULL_D:
+        kernel = _k.per_row_full_small
     run_tasks(
-        _PER_ROW_KERNELS[cov],
+        kernel,
         per_row_tasks(N, block),
         X,
         a.center,
