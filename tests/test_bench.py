@@ -1,0 +1,37 @@
+"""The side-by-side benchmark's machine model (``fastem.bench``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastem import bench
+
+
+def test_multiply_add_chains_do_every_step():
+    """The peak probe runs 8 * reps dependent multiply-adds per element (none
+    folded away): its result is the closed form of the affine recurrence
+    v <- a v + c, per task row and only for the tasks asked for."""
+    chains = bench._multiply_add_chains()
+    acc = np.zeros((3, 256))
+    acc[0] = np.linspace(0.0, 1.0, 256)
+    acc[1] = 5.0
+    start = acc.copy()
+    reps = 7
+    chains(acc, reps, 0, 2)
+    a, c, n = 0.999999, 1e-9, 8 * reps
+    expected = start[:2] * a**n + c * (1 - a**n) / (1 - a)
+    np.testing.assert_allclose(acc[:2], expected, rtol=1e-12)
+    np.testing.assert_array_equal(acc[2], start[2])
+
+
+def test_roofline_is_the_larger_of_memory_and_arithmetic_time():
+    flops_pc = bench.flops_per_point_component("full", 16, 16)
+    assert flops_pc == 2 * 16 * 16 + 6 * 16 + 20
+    seconds, nbytes, flops = bench.roofline_seconds(
+        1000, 16, 16, "full", 8, bandwidth=1e9, peak=1e12
+    )
+    assert nbytes == 1000 * 16 * 8
+    assert flops == 1000 * 16 * flops_pc
+    assert seconds == max(nbytes / 1e9, flops / 1e12)
+    slow_memory = bench.roofline_seconds(1000, 16, 16, "full", 8, 1e3, 1e12)[0]
+    assert slow_memory == nbytes / 1e3
