@@ -38,7 +38,8 @@ Method
 * **Roofline.**  ``max(bytes of X / bandwidth, N * K * f / peak)`` per
   iteration, with ``f`` the floating-point operations per point and
   component of the fused E-step plus statistics (see
-  :func:`flops_per_point_component`).  Bandwidth is measured once as a
+  :func:`flops_per_point_component`); float32 data count twice the float64
+  peak (single-precision vectors have twice the lanes).  Bandwidth is measured once as a
   large numpy copy (read + write, one thread), and the float64 peak as the
   throughput of independent multiply-add chains compiled by numba on each
   swept thread count (:func:`measure_peak`), or both are given with
@@ -169,13 +170,15 @@ def roofline_seconds(
     bandwidth : float
         Memory bandwidth in bytes per second.
     peak : float
-        Floating-point operations per second.
+        Float64 operations per second.  float32 data (``itemsize`` 4) is
+        computed in single precision, twice as many lanes per vector, so its
+        ceiling is ``2 * peak``.
 
     Returns
     -------
     seconds, bytes_moved, flops : float
-        ``max(bytes_moved / bandwidth, flops / peak)`` and its two terms'
-        numerators.
+        ``max(bytes_moved / bandwidth, flops / (peak * 8 / itemsize))`` and
+        its two terms' numerators.
     """
     nbytes = float(n_samples) * n_features * itemsize
     flops = (
@@ -183,7 +186,8 @@ def roofline_seconds(
         * n_components
         * flops_per_point_component(covariance_type, n_features, n_components)
     )
-    return max(nbytes / bandwidth, flops / peak), nbytes, flops
+    lanes = 8.0 / itemsize
+    return max(nbytes / bandwidth, flops / (peak * lanes)), nbytes, flops
 
 
 def measure_bandwidth(nbytes: int = 1 << 28, repeat: int = 5) -> float:

@@ -35,3 +35,6 @@ def test_roofline_is_the_larger_of_memory_and_arithmetic_time():
     assert seconds == max(nbytes / 1e9, flops / 1e12)
     slow_memory = bench.roofline_seconds(1000, 16, 16, "full", 8, 1e3, 1e12)[0]
     assert slow_memory == nbytes / 1e3
+    # float32 blocks run twice as many lanes: half the arithmetic time.
+    single = bench.roofline_seconds(1000, 16, 16, "full", 4, 1e15, 1e12)
+    assert single == (flops / 2e12, nbytes / 2, flops)
