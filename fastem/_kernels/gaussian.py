@@ -51,15 +51,18 @@ from ._math import add_lower_scatter, upper_tri_sq_norms, zero_of
 
 
 @njit(**SERIAL)
-def _project_means(means, prec, out):
-    """``out[k] = mu_k^T U_k`` for upper-triangular ``U_k = prec[k]``."""
+def _project_means(means, prec):
+    """``out[k] = mu_k^T U_k`` for upper-triangular ``U_k = prec[k]``, in the
+    dtype of ``means``."""
     K, D = means.shape
+    out = np.empty((K, D), means.dtype)
     for k in range(K):
         for j in range(D):
             acc = 0.0
             for i in range(j + 1):
                 acc += means[k, i] * prec[k, i, j]
             out[k, j] = acc
+    return out
 
 
 #: Up to this many features, full covariances have kernels of their own
@@ -468,9 +471,8 @@ def estep_full(
         resp = aligned_rows(K, block, dt)
         rowmax = aligned_rows(1, block, dt)[0]
         total = aligned_rows(1, block, dt)[0]
-        projected = np.empty((K, D), dt)
+        projected = _project_means(means, prec)
         sblk = np.empty(D)
-        _project_means(means, prec, projected)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -514,8 +516,7 @@ def estep_full_small(
         resp = aligned_rows(K, block, dt)
         rowmax = aligned_rows(1, block, dt)[0]
         total = aligned_rows(1, block, dt)[0]
-        projected = np.empty((K, D), dt)
-        _project_means(means, prec, projected)
+        projected = _project_means(means, prec)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -697,9 +698,10 @@ def _row_buffers(D, K, block, dt, buf_rows, y_rows):
 
 
 # One kernel per covariance type (full: two, see SMALL_FULL_D), so that
-# predicting compiles only the log-density of the model's type.  Each fills whichever of ``out_lse`` (N,),
-# ``out_resp`` (N, K), ``out_label`` (N,) has N rows (length-0 arrays for the
-# others); tasks are ``PER_ROW_TASK_BLOCKS`` blocks of rows.
+# predicting compiles only the log-density of the model's type.  Each fills
+# whichever of ``out_lse`` (N,), ``out_resp`` (N, K), ``out_label`` (N,) has
+# N rows (length-0 arrays for the others); tasks are ``PER_ROW_TASK_BLOCKS``
+# blocks of rows.
 
 
 @njit(**KERNEL)
@@ -723,8 +725,7 @@ def per_row_full(
         xt, _buf, y, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0, 2
         )
-        projected = np.empty(means.shape, X.dtype)
-        _project_means(means, prec, projected)
+        projected = _project_means(means, prec)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
@@ -753,8 +754,7 @@ def per_row_full_small(
         xt, _buf, _y, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0, 0
         )
-        projected = np.empty(means.shape, X.dtype)
-        _project_means(means, prec, projected)
+        projected = _project_means(means, prec)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
