@@ -39,15 +39,16 @@ Method
   iteration, with ``f`` the floating-point operations per point and
   component of the fused E-step plus statistics (see
   :func:`flops_per_point_component`); float32 data count twice the float64
-  peak (single-precision vectors have twice the lanes).  Bandwidth is measured once as a
-  large numpy copy (read + write, one thread), and the float64 peak as the
-  throughput of independent multiply-add chains compiled by numba on each
-  swept thread count (:func:`measure_peak`), or both are given with
-  ``--bandwidth`` / ``--peak``.  A numpy matmul's rate is printed beside
-  it, but it is no ceiling for compiled code: the BLAS may use narrower
-  vectors than the CPU has (OpenBLAS with ``OPENBLAS_CORETYPE=Haswell``
-  runs AVX2 kernels on an AVX-512 machine, at half its peak).  ``% roofline`` is
-  ``roofline / fastem time``: 100 % would be the machine's limit.
+  peak (single-precision vectors have twice the lanes).  Bandwidth is
+  measured once as a large numpy copy (read + write, one thread), and the
+  float64 peak as the throughput of independent multiply-add chains
+  compiled by numba on each swept thread count (:func:`measure_peak`), or
+  both are given with ``--bandwidth`` / ``--peak``.  A numpy matmul's rate
+  is printed beside it, but it is no ceiling for compiled code: the BLAS
+  may use narrower vectors than the CPU has (OpenBLAS with
+  ``OPENBLAS_CORETYPE=Haswell`` runs AVX2 kernels on an AVX-512 machine, at
+  half its peak).  ``% roofline`` is ``roofline / fastem time``: 100 % would
+  be the machine's limit.
 
 The table is printed as the cases finish; ``--json PATH`` writes every
 number (including each library's final lower bound, as a check that the

@@ -479,14 +479,11 @@ def estep_full(
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_full(xt, nb, prec, projected, log_norm, y, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            if D <= SMALL_FULL_D:
-                _full_moments_small(xt, nb, resp, means, nk[t], sx[t], sxx[t])
-            else:
-                for k in range(K):
-                    if _weigh_centered(
-                        xt, nb, resp, means[k], k, wdiff, nk[t], sx[t], sblk
-                    ):
-                        _add_scatter_around(wdiff, xt, nb, means[k], sblk, sxx[t, k])
+            for k in range(K):
+                if _weigh_centered(
+                    xt, nb, resp, means[k], k, wdiff, nk[t], sx[t], sblk
+                ):
+                    _add_scatter_around(wdiff, xt, nb, means[k], sblk, sxx[t, k])
 
 
 @njit(**KERNEL)
