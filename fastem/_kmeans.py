@@ -151,12 +151,14 @@ def lloyd(
             inertia,
             labels,
             dist,
+            np.zeros((0, 0, 0, 0)),  # no scatter
             n_threads=n_threads,
         )
         sums, counts = sums.sum(axis=0), counts.sum(axis=0)
         new = centers.copy()
         filled = counts > 0
-        new[filled] = sums[filled] / counts[filled, None]
+        # The sums are around the current centers: the mean is c + sum/count.
+        new[filled] += sums[filled] / counts[filled, None]
         empty = np.flatnonzero(~filled)
         if empty.size:
             if w is not None:
@@ -192,6 +194,7 @@ def nearest(
         np.zeros(T),
         labels,
         dist,
+        np.zeros((0, 0, 0, 0)),  # no scatter
         n_threads=n_threads,
     )
     return labels, dist

@@ -266,23 +266,26 @@ class _Scatter:
 
 
 def _label_scatter(X, w, centers, n_threads):
-    """Scatter of the hard assignment of the rows to their nearest center."""
-    labels = _kmeans.assign(X, w, centers, n_threads)
+    """Scatter of the hard assignment of the rows to their nearest center,
+    around the centers (one assignment pass; no per-row output)."""
     N, D = X.shape
     K = centers.shape[0]
     T, rows = n_tasks(N, D), task_rows(N, D)
     nk, sx, sxx = np.zeros((T, K)), np.zeros((T, K, D)), np.zeros((T, K, D, D))
     shift = np.ascontiguousarray(centers, dtype=np.float64)
+    no_rows = np.empty(0)
     run_tasks(
-        _kk.label_scatter,
+        _kk.lloyd_step,
         T,
         X,
         w,
-        labels,
         shift,
         rows,
-        nk,
         sx,
+        nk,
+        np.zeros(T),
+        no_rows.astype(np.int64),
+        no_rows,
         sxx,
         n_threads=n_threads,
     )

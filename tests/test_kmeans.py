@@ -1,0 +1,91 @@
+"""k-means initialisation against a plain numpy implementation written here.
+
+The assignment kernel (``lloyd_step``) serves both the Lloyd iterations and
+the initial scatter of a mixture, so its statistics are checked in both
+modes, for float64 and float32 rows, with weights that include zeros.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastem import _kmeans
+from fastem.families.gaussian_fit import _label_scatter
+
+
+def _nearest_numpy(X, centers):
+    d2 = ((X[:, None, :].astype(np.float64) - centers[None]) ** 2).sum(axis=2)
+    labels = d2.argmin(axis=1)
+    return labels, d2[np.arange(X.shape[0]), labels]
+
+
+def _hard_scatter_numpy(X, w, centers):
+    """Counts, sums and scatter of the nearest-center assignment, around the
+    centers."""
+    labels, _ = _nearest_numpy(X, centers)
+    K, D = centers.shape
+    nk, sx, sxx = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
+    for k in range(K):
+        rows = labels == k
+        z = X[rows].astype(np.float64) - centers[k]
+        nk[k] = w[rows].sum()
+        sx[k] = w[rows] @ z
+        sxx[k] = (z * w[rows, None]).T @ z
+    return nk, sx, sxx
+
+
+def _lloyd_numpy(X, w, centers, max_iter, tol):
+    threshold = tol * float(np.mean(np.var(X, axis=0)))
+    for _ in range(max_iter):
+        labels, _ = _nearest_numpy(X, centers)
+        new = centers.copy()
+        for k in range(centers.shape[0]):
+            rows = labels == k
+            new[k] = w[rows] @ X[rows] / w[rows].sum()
+        shift = float(((new - centers) ** 2).sum())
+        centers = new
+        if shift <= threshold:
+            break
+    return centers
+
+
+@pytest.fixture(scope="module")
+def rows(make_mixture):
+    X, _ = make_mixture(1500, 4, 3, seed=5)
+    # Far from the origin: sums around the centers must not cancel.
+    X = X + 1e4
+    w = np.random.default_rng(5).uniform(0.0, 2.0, X.shape[0])
+    w[::7] = 0.0
+    return X, w
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_initial_scatter_matches_numpy(rows, dtype):
+    X, w = rows
+    X = X.astype(dtype)
+    centers = X[[3, 500, 1000]].astype(np.float64) + 0.25
+    got = _label_scatter(X, w, centers, 2)
+    nk, sx, sxx = _hard_scatter_numpy(X, w, centers)
+    np.testing.assert_allclose(got.nk, nk, rtol=1e-12)
+    np.testing.assert_allclose(got.sum_x, sx, rtol=1e-9, atol=1e-9 * nk.max())
+    scale = np.abs(sxx).max()
+    np.testing.assert_allclose(got.scatter, sxx, rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_array_equal(got.shift, centers)
+
+
+def test_nearest_matches_numpy(rows):
+    X, w = rows
+    centers = X[[3, 500, 1000]] + 0.25
+    labels, dist = _kmeans.nearest(X, w, centers, 2)
+    ref_labels, ref_dist = _nearest_numpy(X, centers)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+
+
+def test_lloyd_matches_numpy(rows):
+    X, w = rows
+    start = X[[3, 500, 1000]].copy()
+    got = _kmeans.lloyd(X, w, start, max_iter=50, tol=1e-10, n_threads=2)
+    ref = _lloyd_numpy(X, w, start, max_iter=50, tol=1e-10)
+    np.testing.assert_allclose(got, ref, rtol=1e-13)
