@@ -168,12 +168,13 @@ def exp_shifted(L, nb, rowmax, E, total):
 def argmax_rows(L, nb, r0, out_label):
     """``out_label[r0 + b] = argmax_k L[k, b]`` (first maximum) for ``b < nb``."""
     K = L.shape[0]
+    labels = out_label[r0 : r0 + nb]
     for b in range(nb):
         best = 0
         for k in range(1, K):
             if L[k, b] > L[best, b]:
                 best = k
-        out_label[r0 + b] = best
+        labels[b] = best
 
 
 @njit(**SHARED)
@@ -195,8 +196,9 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     ll = 0.0
     wsum = 0.0
     if sw.shape[0] > 0:
+        wrow = sw[r0 : r0 + nb]
         for b in range(nb):
-            w = sw[r0 + b]
+            w = wrow[b]
             if w != 0.0:
                 ll += w * (float(rowmax[b]) + math.log(total[b]))
             wsum += w
@@ -208,9 +210,15 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
         # 1.2 ms of 9.8 per 10^6 rows at K = 8).
         group = min(256, max(1, int(1000.0 / math.log2(max(K, 2)))))
         for b0 in range(0, nb, group):
+            # Views like this one keep loop indices from 0: numba wraps
+            # negative indices, and an index that LLVM cannot prove
+            # non-negative (``b0 + i``, ``r0 + b``) turns a vectorised loop's
+            # loads into gathers and its stores into scatters (2x8 E-step
+            # 3 % slower).
+            seg = total[b0 : min(nb, b0 + group)]
             prod = 1.0
-            for b in range(b0, min(nb, b0 + group)):
-                prod *= total[b]
+            for i in range(seg.shape[0]):
+                prod *= seg[i]
             ll += math.log(prod)
         for b in range(nb):
             ll += rowmax[b]
@@ -243,8 +251,9 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
         return
     exp_shifted(L, nb, rowmax, E, total)
     if want_lse:
+        lse = out_lse[r0 : r0 + nb]
         for b in range(nb):
-            out_lse[r0 + b] = float(rowmax[b]) + math.log(total[b])
+            lse[b] = float(rowmax[b]) + math.log(total[b])
     if want_resp:
         for b in range(nb):
             total[b] = 1.0 / total[b]

@@ -255,8 +255,13 @@ def row_terms_dense(X, sw, kind, logfact, task_rows, block, out, task_begin, tas
             nb = min(block, r_end - r0)
             load_rows(X, r0, nb, xt)
             _row_terms_dense(kind, xt, nb, logfact, rt)
-            for b in range(nb):
-                s += sw[r0 + b] * rt[b] if has_w else rt[b]
+            if has_w:
+                wrow = sw[r0 : r0 + nb]
+                for b in range(nb):
+                    s += wrow[b] * rt[b]
+            else:
+                for b in range(nb):
+                    s += rt[b]
         out[t] = s
 
 

@@ -579,9 +579,10 @@ def estep_tied(
             xc = centered_float64(xt, X, r0, nb, center, x64)
             # The total scatter uses the row weights, not the responsibilities.
             if has_w:
+                wrow = sw[r0 : r0 + nb]
                 for d in range(D):
                     for b in range(nb):
-                        wdiff[d, b] = xc[d, b] * sw[r0 + b]
+                        wdiff[d, b] = xc[d, b] * wrow[b]
                 add_lower_scatter(wdiff, xc, nb, sxx[t])
             else:
                 add_lower_scatter(xc, xc, nb, sxx[t])

@@ -587,8 +587,11 @@ def estep_missing_tied(
                 load_rows(Xm, r0, nb, xt)
                 _block_tied(xt, nb, idx, o, center, fac, xc, u, e, L)
                 responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
+                if has_w:
+                    wts[:nb] = sw[r0 : r0 + nb]
+                else:
+                    wts[:nb] = 1.0
                 for b in range(nb):
-                    wts[b] = sw[r0 + b] if has_w else 1.0
                     wrun += wts[b]
                 for k in range(K):
                     s = 0.0
@@ -782,12 +785,14 @@ def _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label):
     and ``total[b] = 1 / sum_k exp(L[k, b] - rowmax[b])``)."""
     K = L.shape[0]
     if out_lse.shape[0] > 0:
+        lse = out_lse[r0 : r0 + nb]
         for b in range(nb):
-            out_lse[r0 + b] = rowmax[b] - math.log(total[b])
+            lse[b] = rowmax[b] - math.log(total[b])
     if out_resp.shape[0] > 0:
+        post = out_resp[r0 : r0 + nb]
         for b in range(nb):
             for k in range(K):
-                out_resp[r0 + b, k] = resp[k, b]
+                post[b, k] = resp[k, b]
     if out_label.shape[0] > 0:
         argmax_rows(L, nb, r0, out_label)
 
