@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .._config import SERIAL, SHARED
-from ._math import exp_simd, zero_of
+from ._math import exp_simd, log_simd, zero_of
 from ._transpose import TILE, prefetch, transpose_tile
 
 
@@ -199,8 +199,8 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
         wrow = sw[r0 : r0 + nb]
         for b in range(nb):
             w = wrow[b]
-            if w != 0.0:
-                ll += w * (float(rowmax[b]) + math.log(total[b]))
+            lse = float(rowmax[b]) + log_simd(float(total[b]))
+            ll += w * lse if w != 0.0 else 0.0
             wsum += w
             total[b] = w / total[b]
     else:
@@ -253,7 +253,7 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
     if want_lse:
         lse = out_lse[r0 : r0 + nb]
         for b in range(nb):
-            lse[b] = float(rowmax[b]) + math.log(total[b])
+            lse[b] = float(rowmax[b]) + log_simd(float(total[b]))
     if want_resp:
         for b in range(nb):
             total[b] = 1.0 / total[b]

@@ -53,7 +53,7 @@ from numba import njit
 
 from .._config import KERNEL, SERIAL, SHARED
 from ._blocks import aligned_rows, argmax_rows, load_rows, responsibilities
-from ._math import add_lower_scatter, upper_tri_sq_norms
+from ._math import add_lower_scatter, log_simd, upper_tri_sq_norms
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -787,7 +787,7 @@ def _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label):
     if out_lse.shape[0] > 0:
         lse = out_lse[r0 : r0 + nb]
         for b in range(nb):
-            lse[b] = rowmax[b] - math.log(total[b])
+            lse[b] = rowmax[b] - log_simd(total[b])
     if out_resp.shape[0] > 0:
         post = out_resp[r0 : r0 + nb]
         for b in range(nb):
