@@ -509,6 +509,17 @@ def test_vectorised_log_is_accurate():
     with np.errstate(divide="ignore", invalid="ignore"):
         np.testing.assert_array_equal(out, np.log(special))
 
+    @njit(fastmath=True)
+    def log_into(v, out):
+        for i in range(v.shape[0]):
+            out[i] = log_simd(v[i])
+
+    v32 = rng.uniform(1.0, 64.0, 1000).astype(np.float32)
+    out = np.empty(v32.shape[0])
+    log_into(v32, out)  # float32 arguments are converted, not reinterpreted
+    ref = np.log(v32.astype(np.float64))
+    assert (np.abs(out - ref) / np.spacing(ref)).max() <= 1.0
+
 
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

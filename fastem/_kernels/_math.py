@@ -163,8 +163,10 @@ def log_simd(x):
     ``x = 2^k m`` with ``m`` in ``[sqrt(1/2), sqrt(2))``, found from the
     bits of ``x``; ``log(m)`` by fdlibm's polynomial (within 1 ulp of libm).
     Subnormal ``x`` is scaled by ``2^54`` first; ``0`` gives ``-inf``,
-    ``inf`` gives ``inf``, negative numbers and NaN give NaN.
+    ``inf`` gives ``inf``, negative numbers and NaN give NaN.  A float32
+    argument is converted first.
     """
+    x = float(x)
     tiny = x < _SMALLEST_NORMAL
     xs = x * _TWO_54 if tiny else x
     # Shifting the bits by 1 - sqrt(1/2) moves the exponent boundary to
