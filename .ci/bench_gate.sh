@@ -75,6 +75,7 @@ if [[ "$mode" != compare ]]; then
             -b '^startup\.timeraw_import'
             -b "^startup\\.FirstFit\\.\\w+\\('diag'\\)"
             -b '^dask_fit\.'
+            -b '^families\.'
         )
     fi
     FASTEM_ASV_MAX_ROWS=100000 "$python" -m asv run --quick --dry-run --show-stderr \
