@@ -6,6 +6,8 @@ deterministic, so a seed gives the same centers for any thread count.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._kernels import kmeans as _k
@@ -127,42 +129,18 @@ def lloyd(
     feature variance (scikit-learn's convention).  An empty cluster is moved
     to the row farthest from its center.
     """
-    N, D = X.shape
-    K = centers.shape[0]
-    T, rows = n_tasks(N, D), task_rows(N, D)
     w = sample_weight if sample_weight.shape[0] else None
     threshold = tol * float(np.mean(np.var(X, axis=0)))
-    labels = np.empty(N, dtype=np.int64)
-    dist = np.empty(N)
     centers = centers.copy()
     for _ in range(max_iter):
-        sums = np.zeros((T, K, D))
-        counts = np.zeros((T, K))
-        inertia = np.zeros(T)
-        run_tasks(
-            _k.lloyd_step,
-            T,
-            X,
-            sample_weight,
-            centers,
-            rows,
-            sums,
-            counts,
-            inertia,
-            labels,
-            dist,
-            np.zeros((0, 0, 0, 0)),  # no scatter
-            n_threads=n_threads,
-        )
-        sums, counts = sums.sum(axis=0), counts.sum(axis=0)
+        a = assignment(X, sample_weight, centers, n_threads)
         new = centers.copy()
-        filled = counts > 0
+        filled = a.counts > 0
         # The sums are around the current centers: the mean is c + sum/count.
-        new[filled] += sums[filled] / counts[filled, None]
+        new[filled] += a.sums[filled] / a.counts[filled, None]
         empty = np.flatnonzero(~filled)
         if empty.size:
-            if w is not None:
-                dist = dist * (w > 0)
+            dist = a.dist if w is None else a.dist * (w > 0)
             far = np.argsort(dist)[::-1][: empty.size]
             new[empty] = X[far]
         shift = float(((new - centers) ** 2).sum())
@@ -172,32 +150,73 @@ def lloyd(
     return centers
 
 
-def nearest(
-    X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, n_threads=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Label of the nearest center and the squared distance to it, for every
-    row (one pass)."""
+@dataclass(frozen=True)
+class Assignment:
+    """Statistics of the hard assignment of rows to their nearest center,
+    around the centers ``c_k`` (see :func:`assignment`)."""
+
+    #: ``(K,)``: ``sum w`` per cluster.
+    counts: np.ndarray
+    #: ``(K, D)``: ``sum w (x - c_k)`` per cluster.
+    sums: np.ndarray
+    #: ``(N,)`` label and squared distance of each row, or empty arrays.
+    labels: np.ndarray
+    dist: np.ndarray
+    #: ``(K, D, D)``: lower triangle of ``sum w (x - c_k)(x - c_k)^T``, or None.
+    scatter: np.ndarray | None
+
+
+def assignment(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    centers: np.ndarray,
+    n_threads: int | None = None,
+    *,
+    per_row: bool = True,
+    scatter: bool = False,
+) -> Assignment:
+    """One pass of the assignment kernel over the rows: per-cluster counts
+    and sums around ``centers``, the rows' labels and squared distances when
+    ``per_row``, and the per-cluster scatter when ``scatter``.  Partial sums
+    are added in task order (the same result for any thread count)."""
     N, D = X.shape
     K = centers.shape[0]
     T, rows = n_tasks(N, D), task_rows(N, D)
-    labels = np.empty(N, dtype=np.int64)
-    dist = np.empty(N)
+    counts, sums = np.zeros((T, K)), np.zeros((T, K, D))
+    n = N if per_row else 0
+    labels, dist = np.empty(n, dtype=np.int64), np.empty(n)
+    sxx = np.zeros((T, K, D, D) if scatter else (0, 0, 0, 0))
     run_tasks(
         _k.lloyd_step,
         T,
         X,
         sample_weight,
-        centers,
+        np.ascontiguousarray(centers, dtype=np.float64),
         rows,
-        np.zeros((T, K, D)),
-        np.zeros((T, K)),
+        sums,
+        counts,
         np.zeros(T),
         labels,
         dist,
-        np.zeros((0, 0, 0, 0)),  # no scatter
+        sxx,
         n_threads=n_threads,
     )
-    return labels, dist
+    return Assignment(
+        counts.sum(axis=0),
+        sums.sum(axis=0),
+        labels,
+        dist,
+        sxx.sum(axis=0) if scatter else None,
+    )
+
+
+def nearest(
+    X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, n_threads=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label of the nearest center and the squared distance to it, for every
+    row (one pass)."""
+    a = assignment(X, sample_weight, centers, n_threads)
+    return a.labels, a.dist
 
 
 def assign(

@@ -8,9 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _kmeans
-from .._kernels import kmeans as _kk
-from .._layout import n_tasks, task_rows
-from .._parallel import run_tasks
 from ..sources import ArraySource, ordered_sum
 from . import gaussian as g
 
@@ -268,29 +265,9 @@ class _Scatter:
 def _label_scatter(X, w, centers, n_threads):
     """Scatter of the hard assignment of the rows to their nearest center,
     around the centers (one assignment pass; no per-row output)."""
-    N, D = X.shape
-    K = centers.shape[0]
-    T, rows = n_tasks(N, D), task_rows(N, D)
-    nk, sx, sxx = np.zeros((T, K)), np.zeros((T, K, D)), np.zeros((T, K, D, D))
     shift = np.ascontiguousarray(centers, dtype=np.float64)
-    no_rows = np.empty(0)
-    run_tasks(
-        _kk.lloyd_step,
-        T,
-        X,
-        w,
-        shift,
-        rows,
-        sx,
-        nk,
-        np.zeros(T),
-        no_rows.astype(np.int64),
-        no_rows,
-        sxx,
-        n_threads=n_threads,
-    )
-    scatter = g._symmetrize_lower(sxx.sum(axis=0))
-    return _Scatter(nk.sum(axis=0), sx.sum(axis=0), scatter, shift)
+    a = _kmeans.assignment(X, w, shift, n_threads, per_row=False, scatter=True)
+    return _Scatter(a.counts, a.sums, g._symmetrize_lower(a.scatter), shift)
 
 
 def _point_stats(points, weights, cov):
