@@ -33,7 +33,7 @@ from scipy.special import betaln, digamma, gammaln
 from ._estimator import MixtureEstimator
 from ._validation import check_option, check_param_array, check_real
 from .families import gaussian as g
-from .families.gaussian_fit import INIT_METHODS, _initial_stats
+from .families.gaussian_fit import INIT_METHODS, TiedScatterMemo, _initial_stats
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 _LOG_2PI = math.log(2 * math.pi)
@@ -114,12 +114,13 @@ class BayesianGaussianEM:
         self.reg_covar = reg_covar
         self.priors = priors
         self.n_threads = n_threads
+        self._passes = TiedScatterMemo()
 
     # -- the driver protocol ------------------------------------------------
 
     def e_step(self, source, params: VariationalParams) -> g.GaussianStats:
-        return source.map_reduce(
-            g.e_step, params.gaussian, self.n_threads, params.log_norm
+        return self._passes.e_step(
+            source, params.gaussian, self.n_threads, params.log_norm
         )
 
     def m_step(self, stats: g.GaussianStats):

@@ -125,11 +125,12 @@ def flops_per_point_component(covariance_type: str, n_features: int, n_component
       for the triangle) and the scatter ``r (x - mu_k)(x - mu_k)^T`` (lower
       triangle, another ``D^2``), plus the centring, squares and first
       moments.
-    * ``tied``: the triangular product ``(x - c) U`` and the total scatter
-      ``(x - c)(x - c)^T`` happen once per row, not per component, each
-      ``D^2 + 2 D``; per component remain the shifted distance (``3 D``)
-      and the first moment (``3 D``).  Per row and component that is
-      ``6 D + 20 + (2 D^2 + 4 D) / K``.
+    * ``tied``: the triangular product ``(x - c) U`` happens once per row,
+      not per component (``D^2 + 2 D``); per component remain the shifted
+      distance (``3 D``) and the first moment (``3 D``).  Per row and
+      component that is ``6 D + 20 + (D^2 + 2 D) / K``.  The total scatter
+      ``(x - c)(x - c)^T`` does not depend on the parameters: a fit sums it
+      in its first pass only, so it is not part of an iteration's count.
     * ``diag``: ``8 D + 20`` (distance ``4 D``, first and second moments
       ``4 D``).
     * ``spherical``: ``3 D + 20`` (the distance, whose square also gives the
@@ -143,7 +144,7 @@ def flops_per_point_component(covariance_type: str, n_features: int, n_component
     if covariance_type == "full":
         return 2 * D * D + 6 * D + 20
     if covariance_type == "tied":
-        return 6 * D + 20 + (2 * D * D + 4 * D) / K
+        return 6 * D + 20 + (D * D + 2 * D) / K
     if covariance_type == "diag":
         return 8 * D + 20
     if covariance_type == "spherical":

@@ -5,6 +5,7 @@ monotone likelihood, thread determinism, validation, imputation and draws."""
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -186,9 +187,17 @@ def test_no_nan_is_bit_identical_to_complete_path(cov):
     params = kernels.make_gaussian_params(*init, cov)
     for _ in range(7):
         params, _ = kernels.gaussian_mstep(kernels.gaussian_stats(X, params))
-    np.testing.assert_array_equal(model.means_, params.means)
-    np.testing.assert_array_equal(model.covariances_, params.covariances)
-    np.testing.assert_array_equal(model.weights_, params.weights)
+    # A tied fit sums the total scatter once and moves it to each pass's
+    # mixture mean (TiedScatterMemo); the stateless low-level loop sums it
+    # every pass, so the two agree to rounding only.
+    same = (
+        np.testing.assert_array_equal
+        if cov != "tied"
+        else partial(np.testing.assert_allclose, rtol=1e-12, atol=1e-15)
+    )
+    same(model.means_, params.means)
+    same(model.covariances_, params.covariances)
+    same(model.weights_, params.weights)
     lse, resp, labels = g.per_row(
         X, model._params, log_likelihood=True, responsibilities=True, labels=True
     )

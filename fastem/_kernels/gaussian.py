@@ -543,16 +543,23 @@ def estep_tied(
 ):
     """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
     ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``
-    (``shifted_means[k] = (mu_k - c) U``, ``means[k] = mu_k - c``)."""
+    (``shifted_means[k] = (mu_k - c) U``, ``means[k] = mu_k - c``).
+
+    The total scatter does not depend on the parameters: with ``sxx`` of
+    shape ``(T, 0, 0)`` it is skipped (the caller has it from an earlier
+    pass over the same rows)."""
     N, D = X.shape
     K = shifted_means.shape[0]
     dt = X.dtype
     has_w = sw.shape[0] > 0
+    want_scatter = sxx.shape[1] > 0
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, dt)
         u = aligned_rows(D, block, dt)
-        x64 = aligned_rows(D if X.itemsize != 8 else 0, block, np.float64)
-        wdiff = aligned_rows(D, block, np.float64)
+        x64 = aligned_rows(
+            D if X.itemsize != 8 and want_scatter else 0, block, np.float64
+        )
+        wdiff = aligned_rows(D if want_scatter else 0, block, np.float64)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
         rowmax = aligned_rows(1, block, dt)[0]
@@ -576,6 +583,8 @@ def estep_tied(
                 nk[t, k] += n
                 for d in range(D):
                     sx[t, k, d] += float(n) * float(means[k, d])
+            if not want_scatter:
+                continue
             xc = centered_float64(xt, X, r0, nb, center, x64)
             # The total scatter uses the row weights, not the responsibilities.
             if has_w:

@@ -315,6 +315,7 @@ def e_step(
     params: GaussianParams,
     n_threads: int | None = None,
     log_norm: np.ndarray | None = None,
+    total_scatter: bool = True,
 ) -> GaussianStats:
     """Sufficient statistics and log-likelihood of validated rows ``X``.
 
@@ -322,14 +323,21 @@ def e_step(
     ``log_norm`` overrides the per-component constant of the log-density
     (``log w_k + log det U_k - D/2 log 2 pi``), e.g. for variational updates
     whose E-step uses expected log-weights and log-determinants.
+
+    ``total_scatter=False`` (``tied`` only) leaves out the total scatter
+    ``sum_i w_i (x_i - c)(x_i - c)^T``, which does not depend on the
+    parameters: ``sum_xx`` is then zero, for the caller to fill in from an
+    earlier pass over the same rows
+    (:class:`fastem.families.gaussian_fit.TiedScatterMemo`).
     """
     N, D = X.shape
     K = params.n_components
     cov = params.covariance_type
     T = n_tasks(N, D)
+    scatter = cov != "tied" or total_scatter
     # tied sums its total scatter in float64 whatever the dtype, so its
     # float64 copy of a block must fit the cache like a float64 block.
-    itemsize = 8 if cov == "tied" else X.dtype.itemsize
+    itemsize = 8 if cov == "tied" and scatter else X.dtype.itemsize
     rows, block = task_rows(N, D), block_rows(D, itemsize)
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
@@ -342,7 +350,7 @@ def e_step(
         kernel = _k.estep_full_small if small else _k.estep_full
         middle = (a.means, a.prec)
     elif cov == "tied":
-        sxx = np.zeros((T, D, D))
+        sxx = np.zeros((T, D, D) if scatter else (T, 0, 0))
         kernel, middle = _k.estep_tied, (a.prec, a.shifted, a.means)
     elif cov == "diag":
         sxx = np.zeros((T, K, D))
@@ -366,7 +374,7 @@ def e_step(
         acc,
         n_threads=n_threads,
     )
-    sum_xx = sxx.sum(axis=0)
+    sum_xx = sxx.sum(axis=0) if scatter else np.zeros((D, D))
     if cov in ("full", "tied"):
         sum_xx = _symmetrize_lower(sum_xx)
     return GaussianStats(

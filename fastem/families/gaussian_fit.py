@@ -3,7 +3,7 @@ data source, and the re-seeding policy for degenerate components."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -12,6 +12,42 @@ from ..sources import ArraySource, ordered_sum
 from . import gaussian as g
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+class TiedScatterMemo:
+    """E-step passes over a source that sum the tied total scatter only once.
+
+    The second moment of a ``tied`` E-step is the total scatter ``sum_i w_i
+    (x_i - c)(x_i - c)^T`` around the mixture mean ``c`` (a row's
+    responsibilities add up to its weight), so it depends on the parameters
+    only through ``c``.  The first pass over a source sums it; later passes
+    over the same source skip it, which is a third of a tied E-step's flops
+    at D = 64, and move the remembered one to their own ``c``
+    (:meth:`~fastem.families.gaussian.GaussianStats.reshift`, exact up to
+    rounding: after the first M-step ``c`` is the weighted data mean and
+    hardly moves).  Other covariance types pass straight through.
+    """
+
+    def __init__(self) -> None:
+        self._first: tuple[object, g.GaussianStats] | None = None
+
+    def e_step(
+        self,
+        source,
+        params: g.GaussianParams,
+        n_threads: int | None = None,
+        log_norm: np.ndarray | None = None,
+    ) -> g.GaussianStats:
+        """``source.map_reduce(gaussian.e_step, params, ...)``."""
+        if params.covariance_type != "tied":
+            return source.map_reduce(g.e_step, params, n_threads, log_norm)
+        if self._first is not None and self._first[0] is source:
+            stats = source.map_reduce(g.e_step, params, n_threads, log_norm, False)
+            total = self._first[1].reshift(stats.shift).sum_xx
+            return replace(stats, sum_xx=total)
+        stats = source.map_reduce(g.e_step, params, n_threads, log_norm)
+        self._first = (source, stats)
+        return stats
 
 
 class GaussianEM:
@@ -30,11 +66,12 @@ class GaussianEM:
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
         self.n_threads = n_threads
+        self._passes = TiedScatterMemo()
 
     # -- the driver protocol ------------------------------------------------
 
     def e_step(self, source, params: g.GaussianParams) -> g.GaussianStats:
-        return source.map_reduce(g.e_step, params, self.n_threads)
+        return self._passes.e_step(source, params, self.n_threads)
 
     def m_step(self, stats: g.GaussianStats):
         return g.m_step(stats, self.reg_covar)

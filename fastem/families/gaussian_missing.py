@@ -15,6 +15,7 @@ missing at random.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -340,6 +341,13 @@ class MissingArraySource:
     incomplete: IncompleteRows
     fill_values: np.ndarray
 
+    @cached_property
+    def complete_rows(self) -> ArraySource:
+        """The complete rows as a source of their own (one object per fit, so
+        :class:`~fastem.families.gaussian_fit.TiedScatterMemo` recognises
+        it from pass to pass)."""
+        return ArraySource(self.X_complete, self.w_complete)
+
     @classmethod
     def from_array(cls, X: np.ndarray, sample_weight: np.ndarray):
         fill_values = column_means(X, sample_weight)
@@ -397,9 +405,7 @@ class GaussianMissingEM(GaussianEM):
     def e_step(self, source: MissingArraySource, params: g.GaussianParams):
         stats = None
         if source.X_complete.shape[0]:
-            stats = g.e_step(
-                source.X_complete, source.w_complete, params, self.n_threads
-            )
+            stats = self._passes.e_step(source.complete_rows, params, self.n_threads)
         if source.incomplete.n_samples:
             extra = e_step(source.incomplete, params, self.n_threads)
             # GaussianStats.__add__ re-expresses ``extra`` around the complete

@@ -1,0 +1,112 @@
+"""The tied total scatter is summed on the first pass over a source only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastem.families import gaussian as g
+from fastem.families.gaussian_fit import TiedScatterMemo
+from fastem.kernels import make_gaussian_params
+from fastem.sources import ArraySource
+
+K, D = 3, 4
+
+
+class CountingSource(ArraySource):
+    """An in-memory source that records the extra arguments of each pass."""
+
+    def map_reduce(self, func, *args):
+        self.__dict__.setdefault("calls", []).append(args)
+        return super().map_reduce(func, *args)
+
+
+@pytest.fixture(scope="module")
+def data(make_mixture):
+    X, _ = make_mixture(3000, D, K, seed=5, separation=4.0)
+    sw = np.random.RandomState(6).uniform(0.0, 3.0, X.shape[0])
+    return X, sw
+
+
+def _params(X, offset, weights):
+    rng = np.random.RandomState(7)
+    means = X[rng.choice(X.shape[0], K, replace=False)] + offset
+    cov = np.cov(X.T) + 0.1 * np.eye(D)
+    return make_gaussian_params(np.asarray(weights), means, cov, "tied")
+
+
+def _total_scatter(X, sw, center):
+    """``sum_i w_i (x_i - c)(x_i - c)^T`` in float64 with numpy."""
+    z = np.asarray(X, dtype=np.float64) - center
+    return (z * sw[:, None]).T @ z
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_later_passes_move_the_first_scatter(data, dtype, weighted):
+    X, sw = data
+    X = X.astype(dtype)
+    w = sw if weighted else np.empty(0)
+    source = CountingSource(X, w)
+    memo = TiedScatterMemo()
+    first = _params(X, 0.0, [0.2, 0.3, 0.5])
+    # A mixture mean far from the first one (several standard deviations).
+    later = _params(X, 5.0, [0.6, 0.1, 0.3])
+    a = memo.e_step(source, first)
+    b = memo.e_step(source, later)
+    assert [args[3:] for args in source.calls] == [(), (False,)]
+    ww = sw if weighted else np.ones(X.shape[0])
+    c = later.weights @ later.means
+    np.testing.assert_allclose(b.shift, np.broadcast_to(c, (K, D)), rtol=1e-6)
+    expected = _total_scatter(X, ww, b.shift[0])
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(b.sum_xx, expected, rtol=0, atol=rtol * scale)
+    np.testing.assert_allclose(
+        a.sum_xx, _total_scatter(X, ww, a.shift[0]), rtol=0, atol=rtol * scale
+    )
+    # Everything else is the one-pass statistics: bit for bit in float64;
+    # float32 blocks are longer without the float64 scatter copy, so their
+    # partial sums are rounded in a different order.
+    full = g.e_step(X, w, later)
+    for name in ("nk", "sum_x", "shift", "log_likelihood", "total_weight"):
+        np.testing.assert_allclose(
+            getattr(b, name),
+            getattr(full, name),
+            rtol=0 if dtype == np.float64 else 1e-6,
+        )
+
+
+def test_the_kernel_leaves_the_scatter_out_on_request(data):
+    X, sw = data
+    params = _params(X, 0.0, [0.2, 0.3, 0.5])
+    without = g.e_step(X, sw, params, total_scatter=False)
+    full = g.e_step(X, sw, params)
+    np.testing.assert_array_equal(without.sum_xx, np.zeros((D, D)))
+    np.testing.assert_array_equal(without.nk, full.nk)
+    np.testing.assert_array_equal(without.sum_x, full.sum_x)
+    assert without.log_likelihood == full.log_likelihood
+
+
+def test_a_new_source_gets_its_own_scatter(data):
+    X, sw = data
+    params = _params(X, 0.0, [0.2, 0.3, 0.5])
+    memo = TiedScatterMemo()
+    memo.e_step(ArraySource(X, sw), params)
+    other = ArraySource(X[::2].copy(), sw[::2].copy())
+    stats = memo.e_step(other, params)
+    expected = _total_scatter(X[::2], sw[::2], stats.shift[0])
+    np.testing.assert_allclose(stats.sum_xx, expected, rtol=1e-12)
+
+
+def test_other_covariance_types_pass_through(data):
+    X, sw = data
+    source = CountingSource(X, sw)
+    memo = TiedScatterMemo()
+    tied = _params(X, 0.0, [0.2, 0.3, 0.5])
+    params = make_gaussian_params(tied.weights, tied.means, np.ones((K, D)), "diag")
+    for _ in range(2):
+        stats = memo.e_step(source, params)
+    assert [args[3:] for args in source.calls] == [(), ()]
+    full = g.e_step(X, sw, params)
+    np.testing.assert_array_equal(stats.sum_xx, full.sum_xx)
