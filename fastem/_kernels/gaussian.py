@@ -136,28 +136,76 @@ def _log_prob_full_small(xt, nb, prec, projected, log_norm, L):
 @njit(**SHARED)
 def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
     """Tied covariance on centered rows: ``y_k = (x - c) U - (mu_k - c) U``;
-    one triangular product per row instead of one per row and component."""
+    one triangular product per row (into ``u``, ``(D, B)``) instead of one
+    per row and component.
+
+    The product adds four rows of ``U`` per sweep over the block and the
+    distances eight (then four) features, so each load and store of a row
+    of ``u`` or ``L`` carries four or eight terms (64x16 E-step 1.7x faster
+    than one term per sweep).  Rows are indexed in place, not taken as
+    views: each view costs a reference-count update (2x8 10 % slower).
+    Written without a shared triangular helper: the column-pair sweeps of
+    :func:`upper_tri_sq_norms` made the first tied fit compile 2.5 s longer.
+    """
     D = xt.shape[0]
     K = shifted_means.shape[0]
+    v = shifted_means
+    # u[j] = sum_{i <= j} x_i U[i, j], four rows of U per sweep over the block.
     for j in range(D):
+        p = prec[0, j]
         for b in range(nb):
-            u[j, b] = 0.0
-        for i in range(j + 1):
+            u[j, b] = xt[0, b] * p
+        i = 1
+        while i + 3 <= j:
+            p0, p1, p2, p3 = prec[i, j], prec[i + 1, j], prec[i + 2, j], prec[i + 3, j]
+            for b in range(nb):
+                u[j, b] += (xt[i, b] * p0 + xt[i + 1, b] * p1) + (
+                    xt[i + 2, b] * p2 + xt[i + 3, b] * p3
+                )
+            i += 4
+        while i <= j:
             p = prec[i, j]
             for b in range(nb):
                 u[j, b] += xt[i, b] * p
+            i += 1
     for k in range(K):
-        row = L[k]
         for b in range(nb):
-            row[b] = 0.0
-        for j in range(D):
-            v = shifted_means[k, j]
+            L[k, b] = 0.0
+        j = 0
+        while j + 7 < D:
+            v0, v1, v2, v3 = v[k, j], v[k, j + 1], v[k, j + 2], v[k, j + 3]
+            v4, v5, v6, v7 = v[k, j + 4], v[k, j + 5], v[k, j + 6], v[k, j + 7]
             for b in range(nb):
-                t = u[j, b] - v
-                row[b] += t * t
+                t0 = u[j, b] - v0
+                t1 = u[j + 1, b] - v1
+                t2 = u[j + 2, b] - v2
+                t3 = u[j + 3, b] - v3
+                t4 = u[j + 4, b] - v4
+                t5 = u[j + 5, b] - v5
+                t6 = u[j + 6, b] - v6
+                t7 = u[j + 7, b] - v7
+                L[k, b] += ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + (
+                    (t4 * t4 + t5 * t5) + (t6 * t6 + t7 * t7)
+                )
+            j += 8
+        while j + 3 < D:
+            v0, v1, v2, v3 = v[k, j], v[k, j + 1], v[k, j + 2], v[k, j + 3]
+            for b in range(nb):
+                t0 = u[j, b] - v0
+                t1 = u[j + 1, b] - v1
+                t2 = u[j + 2, b] - v2
+                t3 = u[j + 3, b] - v3
+                L[k, b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            j += 4
+        while j < D:
+            vj = v[k, j]
+            for b in range(nb):
+                t = u[j, b] - vj
+                L[k, b] += t * t
+            j += 1
         c = log_norm[k]
         for b in range(nb):
-            row[b] = c - row[b]
+            L[k, b] = c - L[k, b]
 
 
 @njit(**SHARED)
