@@ -205,6 +205,19 @@ def _zero_of_typed(a):
     return None
 
 
+def holds_float64(a):
+    """Whether array ``a`` holds float64 values (a constant of the array's
+    type in compiled code, so LLVM drops the branch not taken)."""
+    return a.dtype == np.float64
+
+
+@overload(holds_float64)
+def _holds_float64_typed(a):
+    if a.dtype == types.float64:
+        return lambda a: True
+    return lambda a: False
+
+
 @njit(**SHARED)
 def upper_tri_sq_norms(diff, nb, U, off, y, out):
     """``out[b] += ||(diff[:, b])^T U - off||^2`` for upper-triangular ``U``
