@@ -42,7 +42,13 @@ from ._blocks import (
     load_rows_centered,
     responsibilities,
 )
-from ._math import add_lower_scatter, holds_float64, upper_tri_sq_norms, zero_of
+from ._math import (
+    add_lower_scatter,
+    add_weighted_lower_scatter,
+    holds_float64,
+    upper_tri_sq_norms,
+    zero_of,
+)
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; SHARED ones are linked into the kernels, SERIAL ones
@@ -330,39 +336,25 @@ def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
 
 
 @njit(**SERIAL)
-def _weigh_centered(xt, nb, resp, shift, k, wdiff, nk, sx, sblk):
-    """``wdiff = r_k (x - s)`` for component k; adds ``sum_b r_kb`` to
-    ``nk[k]`` and ``sum_b r_kb (x_b - s)`` to ``sx[k]``, and leaves the
-    latter (this block's sums, float64) in ``sblk``.  Returns False when the
-    block gives component k no responsibility at all."""
-    D = xt.shape[0]
+def _add_component_moments(xt, nb, resp, k, shift, w, nk, sx, S, sblk):
+    """Adds component k's block weight ``sum_b r_kb`` to ``nk[k]``, its
+    first moment ``sum_b r_kb (x_b - s)`` to ``sx[k]`` and the lower
+    triangle of ``sum_b r_kb (x_b - s)(x_b - s)^T`` to ``S``, around ``s =
+    shift``.  The scatter is formed against the block itself, as ``sum_b
+    w_b x_b^T - (sum_b w_b) s^T`` with ``w_b = r_kb (x_b - s)``
+    (:func:`add_weighted_lower_scatter`; ``w`` is its scratch and ``sblk``
+    receives ``sum_b w_b``), so no ``x - s`` copy is made."""
     zero = zero_of(xt)
     n = zero
     for b in range(nb):
         n += resp[k, b]
     if n == 0.0:
-        return False
+        return
     nk[k] += n
-    for d in range(D):
-        s = shift[d]
-        acc = zero
-        for b in range(nb):
-            wz = resp[k, b] * (xt[d, b] - s)
-            wdiff[d, b] = wz
-            acc += wz
-        sblk[d] = acc
-        sx[k, d] += acc
-    return True
-
-
-@njit(**SERIAL)
-def _add_scatter_around(wdiff, xt, nb, shift, sblk, S):
-    """``S += sum_b w_b (x_b - s)^T`` (lower triangle) for ``w_b =
-    wdiff[:, b]``, as ``sum_b w_b x_b^T - (sum_b w_b) s^T``: the block
-    itself is the right factor, no ``x - s`` copy."""
-    add_lower_scatter(wdiff, xt, nb, S)
+    add_weighted_lower_scatter(xt, nb, resp, k, shift, w, S, sblk)
     for i in range(S.shape[0]):
         a = sblk[i]
+        sx[k, i] += a
         for j in range(i + 1):
             S[i, j] -= a * shift[j]
 
@@ -518,7 +510,7 @@ def estep_full(
     dt = X.dtype
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, dt)
-        wdiff = aligned_rows(D, block, dt)
+        w = aligned_rows(2, block, dt)
         y = aligned_rows(2, block, dt)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
@@ -533,10 +525,9 @@ def estep_full(
             _log_prob_full(xt, nb, prec, projected, log_norm, y, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
-                if _weigh_centered(
-                    xt, nb, resp, means[k], k, wdiff, nk[t], sx[t], sblk
-                ):
-                    _add_scatter_around(wdiff, xt, nb, means[k], sblk, sxx[t, k])
+                _add_component_moments(
+                    xt, nb, resp, k, means[k], w, nk[t], sx[t], sxx[t, k], sblk
+                )
 
 
 @njit(**KERNEL)
