@@ -583,3 +583,57 @@ def test_block_log_likelihood_with_many_equal_components(n_components):
     assert np.isfinite(acc[0])
     assert abs(acc[0] - ref) <= 1e-12 * np.abs(L).sum() / n_components
     np.testing.assert_allclose(resp.sum(axis=0), 1.0, rtol=1e-13)
+
+
+@pytest.mark.parametrize("n_features", [1, 4, 5, 16])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_scatter_helpers_match_numpy(n_features, dtype):
+    """The block scatter helpers (the second moments of the full, tied,
+    missing-value and Student-t E-steps) against numpy, for even and odd
+    numbers of features (an odd one ends with a lone row) and a block whose
+    row count is not a multiple of the SIMD width: the lower triangle gets
+    the products, the entries above the diagonal are left alone, and the
+    weighted version returns the sums of its weighted rows."""
+    from numba import njit
+
+    from fastem._kernels._math import add_lower_scatter, add_weighted_lower_scatter
+
+    # The helpers have no Python wrapper of their own.
+    @njit
+    def lower(wdiff, diff, nb, S):
+        add_lower_scatter(wdiff, diff, nb, S)
+
+    @njit
+    def weighted(xt, nb, resp, k, shift, w, S, sums):
+        add_weighted_lower_scatter(xt, nb, resp, k, shift, w, S, sums)
+
+    rng = np.random.default_rng(n_features)
+    D, B, nb = n_features, 64, 61
+    xt = rng.standard_normal((D, B)).astype(dtype)
+    resp = rng.uniform(size=(3, B)).astype(dtype)
+    shift = rng.standard_normal(D).astype(dtype)
+    x = xt[:, :nb].astype(np.float64)
+    wz = resp[1, :nb].astype(np.float64) * (x - shift[:, None].astype(np.float64))
+    start = np.triu(np.full((D, D), 7.0), 1) + np.tril(np.full((D, D), 0.5))
+    rtol = RTOL_SUM[dtype]
+
+    S = start.copy()
+    wdiff = np.zeros((D, B), dtype)
+    wdiff[:, :nb] = wz
+    lower(wdiff, xt, nb, S)
+    expected = start + np.tril(wdiff[:, :nb].astype(np.float64) @ x.T)
+    np.testing.assert_allclose(
+        S, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
+    )
+    np.testing.assert_array_equal(np.triu(S, 1), np.triu(start, 1))
+
+    S = start.copy()
+    sums = np.full(D, np.nan)
+    w = np.empty((2, B), dtype)
+    weighted(xt, nb, resp, 1, shift, w, S, sums)
+    expected = start + np.tril(wz @ x.T)
+    np.testing.assert_allclose(
+        S, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
+    )
+    np.testing.assert_array_equal(np.triu(S, 1), np.triu(start, 1))
+    np.testing.assert_allclose(sums, wz.sum(axis=1), rtol=rtol, atol=rtol * nb)
