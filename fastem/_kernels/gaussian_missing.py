@@ -53,7 +53,12 @@ from numba import njit
 
 from .._config import KERNEL, SERIAL, SHARED
 from ._blocks import aligned_rows, argmax_rows, load_rows, responsibilities
-from ._math import add_lower_scatter, log_simd, upper_tri_sq_norms
+from ._math import (
+    add_lower_scatter,
+    add_weighted_lower_scatter,
+    log_simd,
+    upper_tri_sq_norms,
+)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -478,7 +483,9 @@ def estep_missing_full(
         npk = np.zeros((p_last - p_first + 1, K))
         work = _full_buffers(D, K, block)
         _xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
-        wd = aligned_rows(D, block, np.float64)
+        wpair = aligned_rows(2, block, np.float64)
+        sums = np.empty(D)
+        no_shift = np.zeros(D)
         C = np.empty((D, D))
         resp = aligned_rows(K, block, np.float64)
         rowmax = aligned_rows(1, block, np.float64)[0]
@@ -501,17 +508,12 @@ def estep_missing_full(
                 if tot == 0.0:
                     continue
                 nk[t, k] += tot
-                d = dk[k]
+                # sum_b r_kb d_b d_b^T and sum_b r_kb d_b, d = completed row - mu_k.
+                add_weighted_lower_scatter(
+                    dk[k], nb, resp, k, no_shift, wpair, sxx[t, k], sums
+                )
                 for i in range(D):
-                    di = d[i]
-                    wi = wd[i]
-                    a1 = 0.0
-                    for b in range(nb):
-                        wz = rk[b] * di[b]
-                        wi[b] = wz
-                        a1 += wz
-                    sx[t, k, i] += a1
-                add_lower_scatter(wd, d, nb, sxx[t, k])
+                    sx[t, k, i] += sums[i]
         # Conditional covariances, once per (pattern, component).
         for p in range(p_first, p_last + 1):
             idx = index[p]
