@@ -637,3 +637,54 @@ def test_block_scatter_helpers_match_numpy(n_features, dtype):
     )
     np.testing.assert_array_equal(np.triu(S, 1), np.triu(start, 1))
     np.testing.assert_allclose(sums, wz.sum(axis=1), rtol=rtol, atol=rtol * nb)
+
+
+@pytest.mark.parametrize("block_bytes", [32768, 131072])
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_compute_bound_block_size_changes_only_rounding(
+    make_mixture, monkeypatch, cov, block_bytes
+):
+    """The statistics and per-row outputs of the compute-bound kernels agree
+    with the reference for either block size the hosts use (64 or 256 rows of
+    40 features; 3,000 rows leave a partial block at the end of each task)."""
+    import fastem._layout as layout
+
+    monkeypatch.setattr(layout, "COMPUTE_BOUND_BLOCK_BYTES", block_bytes)
+    expected_rows = min(256, block_bytes // (40 * 8) // 16 * 16)
+    assert layout.block_rows(40, compute_bound=True) == expected_rows
+    X, _ = make_mixture(3000, 40, K, seed=64, separation=3.0)
+    ref, params = _start(X, cov)
+    stats = gaussian_stats(X, params)
+    resp, mean_loglik = e_step(X, ref)
+    assert_close(stats.nk, resp.sum(axis=0), 1e-12, "nk")
+    m = stats.shift
+    expected = np.array(
+        [(resp[:, k, None] * (X - m[k])).T @ (X - m[k]) for k in range(K)]
+    )
+    if cov == "diag":
+        expected = np.diagonal(expected, axis1=1, axis2=2)
+    assert_close(stats.sum_xx, expected, 1e-12, "sum_xx")
+    np.testing.assert_allclose(
+        stats.log_likelihood / X.shape[0], mean_loglik, rtol=1e-12
+    )
+    lse, proba, _ = gaussian_per_row(X, params, responsibilities=True)
+    assert_close(lse, score_samples(X, ref), RTOL_PER_ROW[np.float64], "lse")
+    np.testing.assert_allclose(proba, predict_proba(X, ref), rtol=0, atol=1e-10)
+
+
+def test_block_bytes_environment_variable(monkeypatch):
+    """FASTEM_BLOCK_BYTES overrides the host's compute-bound block bytes and
+    is validated; without it, a CPU missing from the table gets the default."""
+    import fastem._layout as layout
+
+    monkeypatch.setenv("FASTEM_BLOCK_BYTES", "65536")
+    assert layout._compute_bound_block_bytes() == 65536
+    for bad in ("64k", "1024"):
+        monkeypatch.setenv("FASTEM_BLOCK_BYTES", bad)
+        with pytest.raises(ValueError, match="FASTEM_BLOCK_BYTES"):
+            layout._compute_bound_block_bytes()
+    monkeypatch.delenv("FASTEM_BLOCK_BYTES")
+    monkeypatch.setattr(layout, "_host_cpu_name", lambda: "no-such-cpu")
+    assert layout._compute_bound_block_bytes() == layout._BLOCK_BYTES
+    monkeypatch.setattr(layout, "_host_cpu_name", lambda: "znver4")
+    assert layout._compute_bound_block_bytes() == 131072

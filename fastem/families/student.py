@@ -184,7 +184,7 @@ def e_step(
     N, D = X.shape
     K = params.n_components
     T = n_tasks(N, D)
-    rows, block = task_rows(N, D), block_rows(D)
+    rows, block = task_rows(N, D), block_rows(D, compute_bound=True)
     nk, su, slogu = np.zeros((T, K)), np.zeros((T, K)), np.zeros((T, K))
     sx = np.zeros((T, K, D))
     sxx = np.zeros((T, K, D, D) if scatter else (T, K, 0, 0))
@@ -242,7 +242,7 @@ def per_row(
     out_lse = np.empty(N if log_likelihood else 0)
     out_resp = np.empty((N if responsibilities else 0, K))
     out_label = np.empty(N if labels else 0, dtype=np.int64)
-    block = block_rows(D)
+    block = block_rows(D, compute_bound=True)
     run_tasks(
         _k.per_row_student,
         per_row_tasks(N, block),
