@@ -3,9 +3,16 @@
 Every statistics kernel walks the rows in *tasks* (the unit of parallelism,
 each with its own accumulator slice) and, inside a task, in *blocks* (the
 unit of vectorisation, small enough to stay in cache).  Both sizes depend
-only on the shape of the data, never on the number of threads, and the task
-slices are added in task order, so a fit gives bit-identical results for any
-thread count.
+only on the shape of the data and the kind of kernel (block sizes also on
+the host CPU, read once at import), never on the number of threads, and the
+task slices are added in task order, so a fit gives bit-identical results
+for any thread count.
+
+Environment variables
+---------------------
+FASTEM_BLOCK_BYTES
+    Bytes of one block of the compute-bound kernels (an integer >= 4096),
+    overriding the host CPU's entry of ``_COMPUTE_BOUND_BLOCK_BYTES``.
 """
 
 from __future__ import annotations
