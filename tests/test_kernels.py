@@ -112,7 +112,7 @@ def test_rows_load_into_block_columns(dtype, block_dtype):
 
     rng = np.random.default_rng(64)
     center_dtype = dtype if np.issubdtype(dtype, np.floating) else block_dtype
-    for D in (1, 2, 7, 8, 9, 16, 21, 64):
+    for D in (1, 2, 3, 4, 7, 8, 9, 16, 21, 64):
         X = (rng.standard_normal((90, D)) * 100).astype(dtype)
         center = rng.standard_normal(D).astype(center_dtype)
         for r0, nb in [(0, 0), (3, 1), (5, 8), (0, 17), (11, 64), (26, 64)]:

@@ -53,6 +53,65 @@ def _aligned_rows_typed(rows, cols, dtype):
 PREFETCH_BYTES = 8192
 
 
+def center_at(center, d, xt):
+    """``center[d]``, or a zero of the dtype of ``xt`` when ``center`` is
+    None (a constant in compiled code)."""
+    return zero_of(xt) if center is None else center[d]
+
+
+@overload(center_at)
+def _center_at_typed(center, d, xt):
+    if isinstance(center, types.NoneType):
+        return lambda center, d, xt: zero_of(xt)
+    return lambda center, d, xt: center[d]
+
+
+@njit(**SERIAL)
+def _load_narrow_rows(X, r0, nb, center, xt):
+    """:func:`load_rows_centered` for ``D < TILE``.
+
+    One to three features are copied in a single sweep over the rows, which
+    LLVM vectorises as an interleaved load; four to seven one feature per
+    sweep.  Against eight rows at a time, per 10^6 rows from L3 on one
+    thread: D = 2 1.34 -> 0.52 ms, D = 3 2.83 -> 1.31, D = 5 5.37 -> 3.06;
+    E-step 2-10 % faster at D <= 5 (float32 at D = 2: 11-20 %).  The three
+    written-out sweeps cost about 0.2 s of compilation over a single
+    one-feature sweep, which gained only 2-3 % at D = 2."""
+    D = X.shape[1]
+    rows = X[r0 : r0 + nb]
+    if D <= 3:
+        # Indices past the last feature repeat it; their sweeps do not run.
+        o0, o1, o2 = xt[0], xt[min(1, D - 1)], xt[min(2, D - 1)]
+        c0 = center_at(center, 0, xt)
+        c1 = center_at(center, min(1, D - 1), xt)
+        c2 = center_at(center, min(2, D - 1), xt)
+        if D == 1:
+            for b in range(nb):
+                o0[b] = rows[b, 0]
+                o0[b] -= c0
+        elif D == 2:
+            for b in range(nb):
+                o0[b] = rows[b, 0]
+                o0[b] -= c0
+                o1[b] = rows[b, 1]
+                o1[b] -= c1
+        else:
+            for b in range(nb):
+                o0[b] = rows[b, 0]
+                o0[b] -= c0
+                o1[b] = rows[b, 1]
+                o1[b] -= c1
+                o2[b] = rows[b, 2]
+                o2[b] -= c2
+        return
+    for d in range(D):
+        out = xt[d]
+        cd = center_at(center, d, xt)
+        for b in range(nb):
+            out[b] = rows[b, d]
+            out[b] -= cd
+
+
 @njit(**SHARED)
 def load_rows(X, r0, nb, xt):
     """``xt[:, b] = X[r0 + b]`` for ``b < nb`` (rows into columns)."""
@@ -68,10 +127,13 @@ def load_rows_centered(X, r0, nb, center, xt):
     Centering on the mixture mean keeps every later difference small, so a
     float32 block loses no accuracy to data far from the origin.  Whole
     8 x 8 tiles are transposed in registers (:func:`transpose_tile`); the
-    features past the last whole tile are copied eight rows at a time (for
-    D < 8, e.g. D = 2, that is every feature), and the rows past the last
-    multiple of eight one at a time."""
+    features past the last whole tile are copied eight rows at a time, and
+    the rows past the last multiple of eight one at a time.  With fewer than
+    eight features the block is copied by :func:`_load_narrow_rows`."""
     N, D = X.shape
+    if D < TILE:
+        _load_narrow_rows(X, r0, nb, center, xt)
+        return
     row_bytes = D * X.itemsize
     ahead = max(1, PREFETCH_BYTES // row_bytes)
     b = 0
