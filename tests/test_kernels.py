@@ -557,6 +557,59 @@ def test_wide_data_over_several_blocks(make_mixture, cov, dtype):
     )
 
 
+@pytest.mark.parametrize("cov", ["spherical", "tied", "diag"])
+@pytest.mark.parametrize(("n_features", "n_components"), [(6, 5), (9, 8), (16, 7)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_component_sweeps_with_remainders_and_an_empty_component(
+    make_mixture, cov, n_features, n_components, dtype
+):
+    """The distance, projection and first-moment sweeps take four (or two)
+    components and four features at a time and finish the rest one by one:
+    with 5, 7 and 8 components on 6, 9 and 16 features every combination of
+    whole and partial sweeps runs.  One component sits far from every row,
+    so its responsibilities are exactly zero in every block and the pairing
+    of components in the first-moment sweeps has to skip it.  Statistics and
+    per-row outputs match their definitions (weighted, 700 rows)."""
+    X, _ = make_mixture(700, n_features, n_components, seed=90 + n_features)
+    sw = np.random.RandomState(91).uniform(0.0, 2.0, X.shape[0])
+    inits = initial_parameters(X, n_components, cov, seed=92, sample_weight=sw)
+    means = inits["means_init"].copy()
+    means[1] = X.mean(axis=0) + 1e4 * X.std(axis=0)
+    # A tiny weight keeps the mixture mean (where rows are centred) inside
+    # the data, as float32 blocks need.
+    weights = inits["weights_init"].copy()
+    weights[1] = 1e-9
+    weights /= weights.sum()
+    ref = mixture_from_precisions(weights, means, inits["precisions_init"], cov)
+    params = make_gaussian_params(ref.weights, ref.means, ref.covariances, cov)
+    Xd = X.astype(dtype)
+    Xr = Xd.astype(np.float64)
+    stats = gaussian_stats(Xd, params, sw)
+    resp, mean_loglik = e_step(Xr, ref, sw)
+    assert resp[:, 1].max() == 0.0
+    assert stats.nk[1] == 0.0
+    r = resp * sw[:, None]
+    rtol = RTOL_SUM[dtype] * (10 if dtype == np.float32 else 1)
+    assert_close(stats.nk, r.sum(axis=0), rtol, "nk")
+    raw = stats.sum_x + stats.nk[:, None] * stats.shift
+    np.testing.assert_allclose(
+        raw, r.T @ Xr, rtol=rtol, atol=rtol * np.abs(r.T @ Xr).max()
+    )
+    if cov != "tied":
+        m = stats.shift
+        sq = np.array([r[:, k] @ (Xr - m[k]) ** 2 for k in range(n_components)])
+        expected = sq.sum(axis=1) if cov == "spherical" else sq
+        assert_close(stats.sum_xx, expected, rtol, "sum_xx")
+    np.testing.assert_allclose(
+        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=rtol
+    )
+    logp, proba = gaussian_per_row(Xd, params, responsibilities=True)[:2]
+    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
+    np.testing.assert_allclose(
+        proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
+    )
+
+
 @pytest.mark.parametrize("n_components", [1, 3, 64, 1500])
 def test_block_log_likelihood_with_many_equal_components(n_components):
     """The block log-likelihood sums logs of products of row totals; with

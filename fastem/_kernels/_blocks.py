@@ -81,7 +81,9 @@ def _load_narrow_rows(X, r0, nb, center, xt):
     rows = X[r0 : r0 + nb]
     if D <= 3:
         # Indices past the last feature repeat it; their sweeps do not run.
-        o0, o1, o2 = xt[0], xt[min(1, D - 1)], xt[min(2, D - 1)]
+        o0 = xt[0]
+        o1 = xt[min(1, D - 1)]
+        o2 = xt[min(2, D - 1)]
         c0 = center_at(center, 0, xt)
         c1 = center_at(center, min(1, D - 1), xt)
         c2 = center_at(center, min(2, D - 1), xt)
@@ -333,104 +335,20 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
                 out_resp[r0 + b, k] *= total[b]
 
 
-@njit(**SERIAL)
-def _first_moments_two(xt, nb, resp, shift, k, j, sx):
-    """``sx[i] += sum_b r_ib (x_b - shift[i])`` for the components ``i = k, j``, four
-    features per sweep: each load of a feature row feeds both components.
-    One component per sweep streamed the block from L2 once per component,
-    which on Zen 4 set the pace (16x16: 16.2 -> 12.3 ms per 10^6 rows, one
-    thread; 64x16 with 256-row blocks: 76 -> 44)."""
-    D = xt.shape[0]
-    zero = zero_of(xt)
-    r = resp[k]
-    v = resp[j]
-    m = shift[k]
-    u = shift[j]
-    d = 0
-    while d + 3 < D:
-        x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
-        a0, a1, a2, a3 = m[d], m[d + 1], m[d + 2], m[d + 3]
-        c0, c1, c2, c3 = u[d], u[d + 1], u[d + 2], u[d + 3]
-        s0 = s1 = s2 = s3 = zero
-        t0 = t1 = t2 = t3 = zero
-        for b in range(nb):
-            y0, y1, y2, y3 = x0[b], x1[b], x2[b], x3[b]
-            w = r[b]
-            s0 += w * (y0 - a0)
-            s1 += w * (y1 - a1)
-            s2 += w * (y2 - a2)
-            s3 += w * (y3 - a3)
-            w = v[b]
-            t0 += w * (y0 - c0)
-            t1 += w * (y1 - c1)
-            t2 += w * (y2 - c2)
-            t3 += w * (y3 - c3)
-        sx[k, d] += s0
-        sx[k, d + 1] += s1
-        sx[k, d + 2] += s2
-        sx[k, d + 3] += s3
-        sx[j, d] += t0
-        sx[j, d + 1] += t1
-        sx[j, d + 2] += t2
-        sx[j, d + 3] += t3
-        d += 4
-    while d < D:
-        xd = xt[d]
-        a0 = m[d]
-        c0 = u[d]
-        s0 = t0 = zero
-        for b in range(nb):
-            y = xd[b]
-            s0 += r[b] * (y - a0)
-            t0 += v[b] * (y - c0)
-        sx[k, d] += s0
-        sx[j, d] += t0
-        d += 1
-
-
-@njit(**SERIAL)
-def _first_moments_one(xt, nb, resp, shift, k, sx):
-    """``sx[k] += sum_b r_kb (x_b - shift[k])``, four features per sweep."""
-    D = xt.shape[0]
-    zero = zero_of(xt)
-    r = resp[k]
-    m = shift[k]
-    d = 0
-    while d + 3 < D:
-        x0, x1, x2, x3 = xt[d], xt[d + 1], xt[d + 2], xt[d + 3]
-        m0, m1, m2, m3 = m[d], m[d + 1], m[d + 2], m[d + 3]
-        s0 = s1 = s2 = s3 = zero
-        for b in range(nb):
-            w = r[b]
-            s0 += w * (x0[b] - m0)
-            s1 += w * (x1[b] - m1)
-            s2 += w * (x2[b] - m2)
-            s3 += w * (x3[b] - m3)
-        sx[k, d] += s0
-        sx[k, d + 1] += s1
-        sx[k, d + 2] += s2
-        sx[k, d + 3] += s3
-        d += 4
-    while d < D:
-        xd = xt[d]
-        md = m[d]
-        s0 = zero
-        for b in range(nb):
-            s0 += r[b] * (xd[b] - md)
-        sx[k, d] += s0
-        d += 1
-
-
 @njit(**SHARED)
 def accumulate_first_moments(xt, nb, resp, shift, nblk, sx):
     """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
     ``sx[k] += sum_b r_kb (x_b - shift[k])`` for every component (the rows
     of the block are in the columns of ``xt``; ``shift`` is ``(K, D)`` in
     their dtype).  Sums around a point near the component stay accurate in
-    float32.
+    float32; partial sums are in the dtype of the block.
 
-    Two components per sweep over the block, the pairs of components that
-    both have weight in it; partial sums are in the dtype of the block."""
+    Two components per sweep over the block (pairs of components that both
+    have weight in it), four features at a time: each load of a feature row
+    feeds both components.  One component per sweep streamed the block from
+    L2 once per component, which on Zen 4 set the pace (16x16: 16.2 -> 12.3
+    ms per 10^6 rows, one thread; 64x16 with 256-row blocks: 76 -> 44)."""
+    D = xt.shape[0]
     K = resp.shape[0]
     zero = zero_of(xt)
     for k in range(K):
@@ -445,8 +363,95 @@ def accumulate_first_moments(xt, nb, resp, shift, nblk, sx):
             continue
         if pending < 0:
             pending = k
-        else:
-            _first_moments_two(xt, nb, resp, shift, pending, k, sx)
-            pending = -1
+            continue
+        # Components ``pending`` and ``k``.
+        r = resp[pending]
+        v = resp[k]
+        m = shift[pending]
+        u = shift[k]
+        d = 0
+        while d + 3 < D:
+            x0 = xt[d]
+            x1 = xt[d + 1]
+            x2 = xt[d + 2]
+            x3 = xt[d + 3]
+            a0 = m[d]
+            a1 = m[d + 1]
+            a2 = m[d + 2]
+            a3 = m[d + 3]
+            c0 = u[d]
+            c1 = u[d + 1]
+            c2 = u[d + 2]
+            c3 = u[d + 3]
+            s0 = s1 = s2 = s3 = zero
+            t0 = t1 = t2 = t3 = zero
+            for b in range(nb):
+                y0 = x0[b]
+                y1 = x1[b]
+                y2 = x2[b]
+                y3 = x3[b]
+                w = r[b]
+                s0 += w * (y0 - a0)
+                s1 += w * (y1 - a1)
+                s2 += w * (y2 - a2)
+                s3 += w * (y3 - a3)
+                w = v[b]
+                t0 += w * (y0 - c0)
+                t1 += w * (y1 - c1)
+                t2 += w * (y2 - c2)
+                t3 += w * (y3 - c3)
+            sx[pending, d] += s0
+            sx[pending, d + 1] += s1
+            sx[pending, d + 2] += s2
+            sx[pending, d + 3] += s3
+            sx[k, d] += t0
+            sx[k, d + 1] += t1
+            sx[k, d + 2] += t2
+            sx[k, d + 3] += t3
+            d += 4
+        while d < D:
+            xd = xt[d]
+            a0 = m[d]
+            c0 = u[d]
+            s0 = t0 = zero
+            for b in range(nb):
+                y = xd[b]
+                s0 += r[b] * (y - a0)
+                t0 += v[b] * (y - c0)
+            sx[pending, d] += s0
+            sx[k, d] += t0
+            d += 1
+        pending = -1
     if pending >= 0:
-        _first_moments_one(xt, nb, resp, shift, pending, sx)
+        r = resp[pending]
+        m = shift[pending]
+        d = 0
+        while d + 3 < D:
+            x0 = xt[d]
+            x1 = xt[d + 1]
+            x2 = xt[d + 2]
+            x3 = xt[d + 3]
+            m0 = m[d]
+            m1 = m[d + 1]
+            m2 = m[d + 2]
+            m3 = m[d + 3]
+            s0 = s1 = s2 = s3 = zero
+            for b in range(nb):
+                w = r[b]
+                s0 += w * (x0[b] - m0)
+                s1 += w * (x1[b] - m1)
+                s2 += w * (x2[b] - m2)
+                s3 += w * (x3[b] - m3)
+            sx[pending, d] += s0
+            sx[pending, d + 1] += s1
+            sx[pending, d + 2] += s2
+            sx[pending, d + 3] += s3
+            d += 4
+        while d < D:
+            xd = xt[d]
+            md = m[d]
+            s0 = zero
+            for b in range(nb):
+                s0 += r[b] * (xd[b] - md)
+            sx[pending, d] += s0
+            d += 1
