@@ -28,7 +28,7 @@ MAX_TASKS = 64
 _BLOCK_BYTES = 32768
 
 #: Block bytes of the compute-bound kernels (at least two multiply-adds per
-#: value loaded: the diag and full log-densities and moments, Student-t) on
+#: value loaded: every Gaussian E-step and per-row kernel, Student-t) on
 #: cores whose L2 cache feeds their multiply-add units as fast as they
 #: consume: a block that spills from L1 to L2 costs them nothing there, and
 #: longer blocks amortise the horizontal sum that ends every reduction over
@@ -38,9 +38,11 @@ _BLOCK_BYTES = 32768
 #: 4,105 -> 3,329 ms; at D = 48, diag 131 -> 106 ms and full 1,014 -> 907 ms.
 #: Zen 5 (full-width 512-bit FMAs, twice the rate) ran its 64 x 16 full
 #: E-step slower with 256-row blocks, so other cores keep ``_BLOCK_BYTES``.
-#: The spherical and tied distances (one multiply-add per value loaded)
-#: stay at ``_BLOCK_BYTES`` everywhere: 256-row blocks made them 8 % slower
-#: at D = 32 on Zen 4.
+#: The spherical and tied kernels joined once their distances took four
+#: components per sweep (one multiply-add per value loaded before, and 8 %
+#: slower with 256-row blocks at D = 32): 64 -> 256 rows at D = 64, spherical
+#: 232 -> 207 ms, tied 437 -> 371 ms.  The missing-value and discrete
+#: kernels keep ``_BLOCK_BYTES``.
 _COMPUTE_BOUND_BLOCK_BYTES = {"znver4": 131072}
 
 

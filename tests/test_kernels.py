@@ -693,13 +693,13 @@ def test_block_scatter_helpers_match_numpy(n_features, dtype):
 
 
 @pytest.mark.parametrize("block_bytes", [32768, 131072])
-@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
 def test_compute_bound_block_size_changes_only_rounding(
     make_mixture, monkeypatch, cov, block_bytes
 ):
-    """The statistics and per-row outputs of the compute-bound kernels agree
-    with the reference for either block size the hosts use (64 or 256 rows of
-    40 features; 3,000 rows leave a partial block at the end of each task)."""
+    """The statistics and per-row outputs of the Gaussian kernels agree with
+    the reference for either block size the hosts use (64 or 256 rows of 40
+    features; 3,000 rows leave a partial block at the end of each task)."""
     import fastem._layout as layout
 
     monkeypatch.setattr(layout, "COMPUTE_BOUND_BLOCK_BYTES", block_bytes)
@@ -711,11 +711,18 @@ def test_compute_bound_block_size_changes_only_rounding(
     resp, mean_loglik = e_step(X, ref)
     assert_close(stats.nk, resp.sum(axis=0), 1e-12, "nk")
     m = stats.shift
-    expected = np.array(
-        [(resp[:, k, None] * (X - m[k])).T @ (X - m[k]) for k in range(K)]
-    )
-    if cov == "diag":
-        expected = np.diagonal(expected, axis1=1, axis2=2)
+    assert_close(stats.sum_x + stats.nk[:, None] * m, resp.T @ X, 1e-12, "sum_x")
+    if cov == "tied":
+        expected = (X - m[0]).T @ (X - m[0])
+    else:
+        expected = np.array(
+            [(resp[:, k, None] * (X - m[k])).T @ (X - m[k]) for k in range(K)]
+        )
+        expected = {
+            "full": expected,
+            "diag": np.diagonal(expected, axis1=1, axis2=2),
+            "spherical": np.trace(expected, axis1=1, axis2=2),
+        }[cov]
     assert_close(stats.sum_xx, expected, 1e-12, "sum_xx")
     np.testing.assert_allclose(
         stats.log_likelihood / X.shape[0], mean_loglik, rtol=1e-12

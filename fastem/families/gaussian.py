@@ -20,9 +20,10 @@ from .._layout import block_rows, n_tasks, per_row_tasks, task_rows
 from .._parallel import run_tasks
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-#: Covariance types whose kernels do at least two multiply-adds per value
-#: loaded (:func:`fastem._layout.block_rows`).
-_COMPUTE_BOUND = ("full", "diag")
+#: Every Gaussian kernel does at least two multiply-adds per value it loads
+#: (the spherical and tied distances four components per sweep), so all take
+#: the compute-bound block size (:func:`fastem._layout.block_rows`).
+_COMPUTE_BOUND = True
 _PER_ROW_KERNELS = {
     "full": _k.per_row_full,
     "tied": _k.per_row_tied,
@@ -342,7 +343,7 @@ def e_step(
     # float64 copy of a block must fit the cache like a float64 block.
     itemsize = 8 if cov == "tied" and scatter else X.dtype.itemsize
     rows = task_rows(N, D)
-    block = block_rows(D, itemsize, compute_bound=cov in _COMPUTE_BOUND)
+    block = block_rows(D, itemsize, compute_bound=_COMPUTE_BOUND)
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
     acc = np.zeros((T, 3))
@@ -418,7 +419,7 @@ def per_row(
     out_resp = np.empty((N if responsibilities else 0, K))
     out_label = np.empty(N if labels else 0, dtype=np.int64)
     a = _kernel_args(params, X.dtype, log_norm)
-    block = block_rows(D, X.dtype.itemsize, compute_bound=cov in _COMPUTE_BOUND)
+    block = block_rows(D, X.dtype.itemsize, compute_bound=_COMPUTE_BOUND)
     means = a.shifted if cov == "tied" else a.means
     kernel = _PER_ROW_KERNELS[cov]
     if cov == "full" and D <= _k.SMALL_FULL_D:
