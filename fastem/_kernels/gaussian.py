@@ -647,7 +647,7 @@ def estep_full(
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, dt)
         w = aligned_rows(2, block, dt)
-        y = aligned_rows(2, block, dt)
+        y = aligned_rows(4, block, dt)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
         rowmax = aligned_rows(1, block, dt)[0]
@@ -910,7 +910,7 @@ def per_row_full(
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         xt, _buf, y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype, 0, 2
+            D, means.shape[0], block, X.dtype, 0, 4
         )
         projected = _project_means(means, prec)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):

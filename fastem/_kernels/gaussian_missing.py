@@ -423,7 +423,7 @@ def _full_buffers(D, K, block):
     return (
         aligned_rows(D, block, np.float64),
         aligned_rows(K * D, block, np.float64).reshape((K, D, block)),
-        aligned_rows(2, block, np.float64),
+        aligned_rows(4, block, np.float64),
         aligned_rows(1, block, np.float64)[0],
         aligned_rows(K, block, np.float64),
         np.empty(block, dtype=np.int64),

@@ -149,7 +149,7 @@ def _t_buffers(D, K, block):
     return (
         aligned_rows(D, block, np.float64),
         aligned_rows(D, block, np.float64),
-        aligned_rows(2, block, np.float64),
+        aligned_rows(4, block, np.float64),
         aligned_rows(K, block, np.float64),
         aligned_rows(K, block, np.float64),
         aligned_rows(K, block, np.float64),
