@@ -930,7 +930,7 @@ def rows_missing_full(
             ns = _log_joint_full(
                 Xm, r0, nb, starts, index, n_obs, log_norm, means, prec_chol, prec, work
             )
-            responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
+            responsibilities(L, nb, no_w, r0, rowmax, resp, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
                 continue
@@ -1014,7 +1014,7 @@ def rows_missing_tied(
                 nb = min(block, e_run - r0)
                 load_rows(Xm, r0, nb, xt)
                 _block_tied(xt, nb, idx, o, center, fac, xc, uu, e, L)
-                responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
+                responsibilities(L, nb, no_w, r0, rowmax, resp, total, acc)
                 _emit_block(
                     r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label
                 )
@@ -1085,7 +1085,7 @@ def rows_missing_diag(
         for r0 in range(r_begin, r_end, block):
             nb = min(block, r_end - r0)
             _log_joint_diag(Xm, r0, nb, log_norm, means, prec_chol, miss_c, xt, om, L)
-            responsibilities(L, nb, no_w, 0, rowmax, resp, total, acc)
+            responsibilities(L, nb, no_w, r0, rowmax, resp, total, acc)
             _emit_block(r0, nb, L, resp, rowmax, total, out_lse, out_resp, out_label)
             if not want_cm:
                 continue
