@@ -350,8 +350,16 @@ def _scatter_row_pair(W, wa, wb, i, i1, diff, nb, S):
     the block are kept in the dtype of the buffers and added to ``S``
     (float64)."""
     zero = zero_of(diff)
-    j = 0
-    while j + 3 <= i:
+    va = W[wa]
+    vb = W[wb]
+    Si = S[i]
+    Si1 = S[i1]
+    whole = (i + 1) - (i + 1) % 4
+    for j in range(0, whole, 4):
+        d0 = diff[j]
+        d1 = diff[j + 1]
+        d2 = diff[j + 2]
+        d3 = diff[j + 3]
         a00 = zero
         a01 = zero
         a02 = zero
@@ -361,12 +369,12 @@ def _scatter_row_pair(W, wa, wb, i, i1, diff, nb, S):
         a12 = zero
         a13 = zero
         for b in range(nb):
-            x0 = W[wa, b]
-            x1 = W[wb, b]
-            e0 = diff[j, b]
-            e1 = diff[j + 1, b]
-            e2 = diff[j + 2, b]
-            e3 = diff[j + 3, b]
+            x0 = va[b]
+            x1 = vb[b]
+            e0 = d0[b]
+            e1 = d1[b]
+            e2 = d2[b]
+            e3 = d3[b]
             a00 += x0 * e0
             a01 += x0 * e1
             a02 += x0 * e2
@@ -375,28 +383,27 @@ def _scatter_row_pair(W, wa, wb, i, i1, diff, nb, S):
             a11 += x1 * e1
             a12 += x1 * e2
             a13 += x1 * e3
-        S[i, j] += a00
-        S[i, j + 1] += a01
-        S[i, j + 2] += a02
-        S[i, j + 3] += a03
+        Si[j] += a00
+        Si[j + 1] += a01
+        Si[j + 2] += a02
+        Si[j + 3] += a03
         if i1 > i:
-            S[i1, j] += a10
-            S[i1, j + 1] += a11
-            S[i1, j + 2] += a12
-            S[i1, j + 3] += a13
-        j += 4
-    while j <= i1:
+            Si1[j] += a10
+            Si1[j + 1] += a11
+            Si1[j + 2] += a12
+            Si1[j + 3] += a13
+    for j in range(whole, i1 + 1):
+        dj = diff[j]
         a0 = zero
         a1 = zero
         for b in range(nb):
-            dj = diff[j, b]
-            a0 += W[wa, b] * dj
-            a1 += W[wb, b] * dj
+            e = dj[b]
+            a0 += va[b] * e
+            a1 += vb[b] * e
         if j <= i:
-            S[i, j] += a0
+            Si[j] += a0
         if i1 > i:
-            S[i1, j] += a1
-        j += 1
+            Si1[j] += a1
 
 
 @njit(**SHARED)
@@ -404,11 +411,9 @@ def add_lower_scatter(wdiff, diff, nb, S):
     """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i``, two rows
     of ``wdiff`` at a time (:func:`_scatter_row_pair`)."""
     D = diff.shape[0]
-    i = 0
-    while i < D:
+    for i in range(0, D, 2):
         i1 = min(i + 1, D - 1)
         _scatter_row_pair(wdiff, i, i1, i, i1, diff, nb, S)
-        i += 2
 
 
 @njit(**SHARED)
@@ -425,22 +430,25 @@ def add_weighted_lower_scatter(xt, nb, resp, k, shift, w, S, sums):
     same sums)."""
     D = xt.shape[0]
     zero = zero_of(xt)
-    i = 0
-    while i < D:
+    rk = resp[k]
+    w0 = w[0]
+    w1 = w[1]
+    for i in range(0, D, 2):
         i1 = min(i + 1, D - 1)
         s0 = shift[i]
         s1 = shift[i1]
+        xi = xt[i]
+        xi1 = xt[i1]
         c0 = zero
         c1 = zero
         for b in range(nb):
-            r = resp[k, b]
-            a = r * (xt[i, b] - s0)
-            c = r * (xt[i1, b] - s1)
-            w[0, b] = a
-            w[1, b] = c
+            r = rk[b]
+            a = r * (xi[b] - s0)
+            c = r * (xi1[b] - s1)
+            w0[b] = a
+            w1[b] = c
             c0 += a
             c1 += c
         sums[i] = c0
         sums[i1] = c1
         _scatter_row_pair(w, 0, 1, i, i1, xt, nb, S)
-        i += 2
