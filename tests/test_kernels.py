@@ -746,5 +746,6 @@ def test_block_bytes_environment_variable(monkeypatch):
     monkeypatch.delenv("FASTEM_BLOCK_BYTES")
     monkeypatch.setattr(layout, "_host_cpu_name", lambda: "no-such-cpu")
     assert layout._compute_bound_block_bytes() == layout._BLOCK_BYTES
-    monkeypatch.setattr(layout, "_host_cpu_name", lambda: "znver4")
-    assert layout._compute_bound_block_bytes() == 131072
+    for name in ("znver4", "rocketlake"):
+        monkeypatch.setattr(layout, "_host_cpu_name", lambda name=name: name)
+        assert layout._compute_bound_block_bytes() == 131072
