@@ -817,13 +817,15 @@ def _header(args, available: dict[str, str], machine: dict) -> list[str]:
         + ", ".join(
             f"{t} thr {p / 1e9:.1f} GFLOP/s" for t, p in machine["peak"].items()
         )
-        + f" ({machine['peak_source']}: numba chains "
-        + ", ".join(
-            f"{t} thr {p / 1e9:.1f}" for t, p in machine.get("numba_peak", {}).items()
-        )
-        + ", BLAS matmul "
-        + ", ".join(
-            f"{t} thr {p / 1e9:.1f}" for t, p in machine.get("blas_peak", {}).items()
+        + f" ({machine['peak_source']}"
+        + "".join(
+            f"; {label} "
+            + ", ".join(f"{t} thr {p / 1e9:.1f}" for t, p in machine[key].items())
+            for key, label in (
+                ("numba_peak", "numba chains"),
+                ("blas_peak", "BLAS matmul"),
+            )
+            if machine.get(key)
         )
         + ")"
     )
@@ -1099,6 +1101,12 @@ def main(argv: list[str] | None = None) -> int:
                 "bandwidth_source": machine["bandwidth_source"],
                 "peak_flops_per_s": {str(t): p for t, p in machine["peak"].items()},
                 "peak_source": machine["peak_source"],
+                "numba_chains_flops_per_s": {
+                    str(t): p for t, p in machine.get("numba_peak", {}).items()
+                },
+                "blas_matmul_flops_per_s": {
+                    str(t): p for t, p in machine["blas_peak"].items()
+                },
                 "threadpools": machine["threadpools"],
                 "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
             },
