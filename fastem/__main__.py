@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastem {demo,fit,predict,bench,cpu-env}``.
+"""Command line: ``python -m fastem {demo,fit,predict,bench}``.
 
 ``demo``
     Fit a Gaussian mixture to one million generated points and, when
@@ -10,10 +10,6 @@
     Labels (or probabilities) of the rows of DATA under a saved model.
 ``bench [...]``
     Side-by-side benchmark against scikit-learn (see ``fastem.bench``).
-``cpu-env``
-    Print the ``export`` line that lets numba use 512-bit vectors on an
-    AVX-512 CPU (``eval "$(python -m fastem cpu-env)"``; see
-    :func:`fastem._config.wide_vector_features`).
 """
 
 from __future__ import annotations
@@ -168,26 +164,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_cpu_env(args: argparse.Namespace) -> int:
-    import os
-    import shlex
-
-    from ._config import wide_vector_features
-
-    current = os.environ.get("NUMBA_CPU_FEATURES")
-    if current is None:
-        from llvmlite import binding
-
-        binding.initialize_native_target()
-        current = binding.get_host_cpu_features().flatten()
-    features = wide_vector_features(current)
-    if features is None:
-        print("# nothing to set: no AVX-512, or 512-bit vectors are already allowed")
-    else:
-        print(f"export NUMBA_CPU_FEATURES={shlex.quote(features)}")
-    return 0
-
-
 def _cmd_bench(argv: list[str]) -> int:
     from .bench import main as bench_main
 
@@ -243,10 +219,6 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--proba", action="store_true", help="write probabilities")
 
     sub.add_parser(
-        "cpu-env",
-        help="print the NUMBA_CPU_FEATURES export that allows 512-bit vectors",
-    )
-    sub.add_parser(
         "bench",
         help="side-by-side benchmark (see python -m fastem bench -h)",
         add_help=False,
@@ -264,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _cmd_demo,
         "fit": _cmd_fit,
         "predict": _cmd_predict,
-        "cpu-env": _cmd_cpu_env,
     }
     return commands[args.command](args)
 

@@ -6,6 +6,12 @@ FASTEM_CACHE
     ``0`` disables numba's on-disk cache (default ``1``).
 FASTEM_FASTMATH
     ``0`` compiles without any fast-math flags (default ``1``).
+FASTEM_WIDE_VECTORS
+    ``0`` leaves the vector width to LLVM's tuning for the CPU (default
+    ``1``: 512-bit vectors on AVX-512 CPUs, see :mod:`fastem._codegen`).
+
+numba's on-disk cache does not know these settings: after changing one,
+use a fresh ``NUMBA_CACHE_DIR`` (or ``FASTEM_CACHE=0``).
 
 The fast-math flag set deliberately omits ``nnan`` and ``ninf``: the
 log-sum-exp in every E-step relies on ``-inf`` propagating correctly for
@@ -15,6 +21,8 @@ components whose weight or density underflows.
 from __future__ import annotations
 
 import os
+
+from ._codegen import WideVectorCompiler
 
 CACHE: bool = os.environ.get("FASTEM_CACHE", "1") != "0"
 
@@ -32,6 +40,15 @@ FASTMATH: set[str] | bool = (
 #: wrapper.
 NO_WRAPPERS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
+#: Compile with :class:`fastem._codegen.WideVectorCompiler`: every function
+#: lets LLVM use 512-bit vectors on AVX-512 CPUs, where LLVM would otherwise
+#: prefer 256-bit ones.  Every kernel and helper takes these options.
+WIDE_VECTORS = (
+    {"pipeline_class": WideVectorCompiler}
+    if os.environ.get("FASTEM_WIDE_VECTORS", "1") != "0"
+    else {}
+)
+
 #: IEEE division, as numpy does it (``x / 0`` is ``inf`` or ``nan``).  numba's
 #: default error model checks every division for a zero divisor in order to
 #: raise ``ZeroDivisionError``; that branch keeps LLVM from vectorising any
@@ -40,10 +57,28 @@ NO_WRAPPERS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 #: logarithm).  No kernel divides by zero on valid input.
 IEEE_DIVISION = {"error_model": "numpy"}
 
+#: Options for the elementary functions (exponential, logarithm) that a
+#: kernel's vectorised loops call: FMA contraction only, because
+#: reassociating their range reductions costs up to 12 ulp.
+CONTRACT_ONLY = {
+    "cache": CACHE,
+    "fastmath": {"contract"},
+    "nogil": True,
+    **NO_WRAPPERS,
+    **IEEE_DIVISION,
+    **WIDE_VECTORS,
+}
+
 #: Options for kernel entry points: serial over a range of tasks, released
 #: from the GIL so that :func:`fastem._parallel.run_tasks` runs them on
 #: several threads.
-KERNEL = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True, **IEEE_DIVISION}
+KERNEL = {
+    "cache": CACHE,
+    "fastmath": FASTMATH,
+    "nogil": True,
+    **IEEE_DIVISION,
+    **WIDE_VECTORS,
+}
 
 #: Options for helpers that a model's kernels call from one place each
 #: (small helpers, and the parts of a single E-step): numba inlines them into
@@ -57,6 +92,7 @@ SERIAL = {
     "nogil": True,
     "inline": "always",
     **IEEE_DIVISION,
+    **WIDE_VECTORS,
 }
 
 #: Options for helpers that several kernels call: a model's log-density (its
@@ -71,35 +107,5 @@ SHARED = {
     "nogil": True,
     **NO_WRAPPERS,
     **IEEE_DIVISION,
+    **WIDE_VECTORS,
 }
-
-
-def wide_vector_features(features: str) -> str | None:
-    """``NUMBA_CPU_FEATURES`` that lets LLVM use 512-bit vectors, from a CPU's
-    feature string (llvmlite's ``get_host_cpu_features().flatten()``).
-
-    LLVM tunes Intel's AVX-512 cores to prefer 256-bit vectors (its
-    ``prefer-256-bit`` tuning flag), so numba-compiled loops use half the
-    width of the registers: on an AVX-512 Xeon VM (LLVM CPU ``rocketlake``)
-    fits at N = 10^6 on two threads ran 11-24 % faster with the flag turned
-    off (16x16 full 156.5 -> 118.2 ms per iteration, diag 47.7 -> 36.3,
-    64x16 full 1,966 -> 1,642).  numba reads the features once per process,
-    for all of its code, so this is the user's choice, set in the
-    environment before numba compiles anything (``python -m fastem
-    cpu-env`` prints it).
-
-    Parameters
-    ----------
-    features : str
-        Comma-separated LLVM features (``+avx512f,...``).
-
-    Returns
-    -------
-    str or None
-        ``features`` with ``-prefer-256-bit`` appended; None when the CPU has
-        no AVX-512 or the flag is already off.
-    """
-    flags = [f.strip() for f in features.split(",") if f.strip()]
-    if "+avx512f" not in flags or "-prefer-256-bit" in flags:
-        return None
-    return ",".join([*flags, "-prefer-256-bit"])

@@ -47,10 +47,10 @@ _BLOCK_BYTES = 32768
 #: ``rocketlake`` is what LLVM calls the AVX-512 Xeon VM of session 15 (KVM,
 #: family 6 model 167, 2 MB of L2 per core).  Whole fits, 10^6 rows, 2
 #: threads, alternated in one process: 64x16 full 1,891 -> 1,627 ms per
-#: iteration, tied 173 -> 161, diag 173 -> 167 (with 512-bit vectors
-#: allowed, ``python -m fastem cpu-env``: full 1,635 -> 1,375, diag 156 ->
-#: 132, tied 154 -> 124; float32 full 1,008 -> 818); 16x16 (already 256
-#: rows) and 32x16 level (-4 to +3 %).
+#: iteration, tied 173 -> 161, diag 173 -> 167 (with 512-bit vectors,
+#: :mod:`fastem._codegen`: full 1,635 -> 1,375, diag 156 -> 132, tied 154 ->
+#: 124; float32 full 1,008 -> 818); 16x16 (already 256 rows) and 32x16
+#: level (-4 to +3 %).
 _COMPUTE_BOUND_BLOCK_BYTES = {"znver4": 131072, "rocketlake": 131072}
 
 

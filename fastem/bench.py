@@ -226,10 +226,14 @@ def _multiply_add_chains():
     are independent, enough to hide the FMA latency; ``contract`` alone (no
     reassociation) keeps the compiler from folding a chain into fewer
     operations.  Built on first use: the benchmark's workers run this
-    module as a script and need no numba."""
+    module as a script and need no numba.  Compiled as fastem's kernels are
+    (:data:`fastem._config.WIDE_VECTORS`), so the peak is the one they can
+    reach."""
     from numba import njit
 
-    @njit(nogil=True, fastmath={"contract"})
+    from fastem._config import WIDE_VECTORS
+
+    @njit(nogil=True, fastmath={"contract"}, **WIDE_VECTORS)
     def chains(acc, reps, task_begin, task_end):
         for t in range(task_begin, task_end):
             row = acc[t]
@@ -257,9 +261,9 @@ def measure_peak(n_threads: int | None = None, repeat: int = 5) -> float:
     memory traffic, one task per thread.  A BLAS may be built or
     configured for narrower vectors than the CPU has
     (``OPENBLAS_CORETYPE=Haswell`` makes OpenBLAS use AVX2 on an AVX-512
-    machine and halves its figure; see :func:`measure_blas_peak`), and on
-    Intel's AVX-512 cores LLVM prefers 256-bit vectors, which halves this
-    one: the benchmark's roofline takes the higher of the two.
+    machine and halves its figure; see :func:`measure_blas_peak`), and a
+    compiler may not reach the whole FMA throughput with one loop shape:
+    the benchmark's roofline takes the higher of the two.
 
     Parameters
     ----------

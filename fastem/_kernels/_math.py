@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .._config import CACHE, IEEE_DIVISION, NO_WRAPPERS, SERIAL, SHARED
+from .._config import CONTRACT_ONLY, SERIAL, SHARED
 
 _LOG2E = 1.4426950408889634
 # Cody-Waite split of log(2): _LN2_HI has trailing zero bits, so k * _LN2_HI
@@ -73,7 +73,7 @@ _F32_SHIFTER = np.float32(12582912.0)
 # Compiled with FMA contraction only: reassociating the range reduction costs
 # up to 12 ulp, while fused multiply-adds make both the reduction and Horner's
 # scheme more accurate and twice as fast (within 1 ulp of libm on [-708, 0]).
-@njit(cache=CACHE, nogil=True, fastmath={"contract"}, **NO_WRAPPERS, **IEEE_DIVISION)
+@njit(**CONTRACT_ONLY)
 def _exp64(x):
     xc = max(x, _EXP_MIN)
     shifted = xc * _LOG2E + _SHIFTER
@@ -95,7 +95,7 @@ def _exp64(x):
     return p * scale if x >= _EXP_MIN else 0.0
 
 
-@njit(cache=CACHE, nogil=True, fastmath={"contract"}, **NO_WRAPPERS, **IEEE_DIVISION)
+@njit(**CONTRACT_ONLY)
 def _exp32(x):
     c = _F32_C
     xc = max(x, _F32_EXP_MIN)
@@ -155,7 +155,7 @@ _SMALLEST_NORMAL = 2.2250738585072014e-308
 _TWO_54 = 18014398509481984.0
 
 
-@njit(cache=CACHE, nogil=True, fastmath={"contract"}, **NO_WRAPPERS, **IEEE_DIVISION)
+@njit(**CONTRACT_ONLY)
 def log_simd(x):
     """``log(x)`` for a float64 scalar, in code that vectorises (numba's
     ``math.log`` is a scalar libm call).

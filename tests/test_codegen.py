@@ -1,0 +1,91 @@
+"""The compiler pipeline that lets fastem's kernels use 512-bit vectors
+(:mod:`fastem._codegen`), and ``FASTEM_WIDE_VECTORS=0`` that turns it off."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import njit
+
+import fastem
+from fastem._codegen import PREFER_VECTOR_WIDTH, WideVectorCompiler
+
+
+def _host_has_avx512() -> bool:
+    from llvmlite import binding
+
+    binding.initialize_native_target()
+    return "+avx512f" in binding.get_host_cpu_features().flatten().split(",")
+
+
+def _weighted_sum(x, w):
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i] * w[i]
+    return total
+
+
+def test_wide_vector_compiler_marks_the_function_and_computes_the_same():
+    default = njit(fastmath=True)(_weighted_sum)
+    wide = njit(fastmath=True, pipeline_class=WideVectorCompiler)(_weighted_sum)
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=1001), rng.normal(size=1001)
+    expected = float(np.dot(x, w))
+    assert wide(x, w) == pytest.approx(expected, rel=1e-12)
+    assert default(x, w) == pytest.approx(expected, rel=1e-12)
+    signature = wide.signatures[0]
+    assert PREFER_VECTOR_WIDTH in wide.inspect_llvm(signature)
+    assert PREFER_VECTOR_WIDTH not in default.inspect_llvm(default.signatures[0])
+    if _host_has_avx512():
+        assert "zmm" in wide.inspect_asm(signature)
+
+
+_FIT = """
+import json
+import numpy as np
+import fastem
+from fastem._codegen import PREFER_VECTOR_WIDTH
+from fastem._kernels import gaussian
+X = np.random.default_rng(3).normal(size=(3000, 5)) * [1, 2, 3, 4, 5]
+gm = fastem.GaussianMixture(3, covariance_type="full", random_state=0).fit(X)
+kernel = gaussian.estep_full
+marked = PREFER_VECTOR_WIDTH in kernel.inspect_llvm(kernel.signatures[0])
+print(json.dumps({"means": gm.means_.tolist(), "lower_bound": gm.lower_bound_,
+                  "marked": marked}))
+"""
+
+
+def _fit_in_fresh_process(cache_dir, wide_vectors: str) -> dict:
+    env = dict(os.environ)
+    env["FASTEM_WIDE_VECTORS"] = wide_vectors
+    env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fastem.__file__))
+    done = subprocess.run(
+        [sys.executable, "-c", _FIT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cache_dir,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("wide_vectors", ["1", "0"])
+def test_kernels_carry_the_attribute_unless_turned_off_and_fit_the_same(
+    tmp_path, wide_vectors
+):
+    """A fresh process and cache: the full-covariance E-step carries the
+    attribute only when ``FASTEM_WIDE_VECTORS`` is not ``0``, and the model
+    is the same up to the rounding of a different vector width."""
+    fitted = _fit_in_fresh_process(tmp_path, wide_vectors)
+    assert fitted["marked"] is (wide_vectors == "1")
+    X = np.random.default_rng(3).normal(size=(3000, 5)) * [1, 2, 3, 4, 5]
+    gm = fastem.GaussianMixture(3, covariance_type="full", random_state=0).fit(X)
+    np.testing.assert_allclose(fitted["means"], gm.means_, rtol=1e-9, atol=1e-12)
+    assert fitted["lower_bound"] == pytest.approx(gm.lower_bound_, rel=1e-12)
