@@ -38,3 +38,30 @@ def test_roofline_is_the_larger_of_memory_and_arithmetic_time():
     # float32 blocks run twice as many lanes: half the arithmetic time.
     single = bench.roofline_seconds(1000, 16, 16, "full", 4, 1e15, 1e12)
     assert single == (flops / 2e12, nbytes / 2, flops)
+
+
+def test_time_per_iteration_divides_by_the_iterations_run():
+    """oneDAL may stop early even with a zero threshold: its time is spread
+    over the iterations it ran, not those requested."""
+    assert bench.ms_per_iteration({"seconds": 0.6, "n_iter": 3}, 10) == 200.0
+    assert bench.ms_per_iteration({"seconds": 0.6, "n_iter": 10}, 10) == 60.0
+    # A library that reports no count ran what it was asked for.
+    assert bench.ms_per_iteration({"seconds": 0.6}, 10) == 60.0
+
+
+def test_early_stops_are_listed_per_library_and_case():
+    case = {
+        "n_features": 64,
+        "n_components": 16,
+        "covariance_type": "full",
+        "dtype": "float64",
+        "threads": 2,
+        "iterations": 10,
+        "libraries": {
+            "fastem": {"n_iter": 10},
+            "onedal": {"n_iter": 3},
+            "sklearn": {"error": "timeout"},
+        },
+    }
+    (line,) = bench.early_stops([case])
+    assert line.startswith("onedal 64x16 full float64 2 thr: stopped after 3 of 10")
