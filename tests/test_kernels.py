@@ -81,6 +81,56 @@ def test_block_buffers_start_on_a_cache_line():
                 assert (a == 1).all() and (b == 2).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_responsibilities_are_weighted_posteriors_without_subnormals(dtype, weighted):
+    """The block responsibilities are the normalised posteriors (numpy
+    reference) times the row weights.  In float32, relative weights
+    ``exp(L - max L)`` below 2^-92 are exactly zero, so nothing downstream
+    computes with subnormal numbers; in float64 only those below e^-708 (the
+    exponential's cut-off).  The log-likelihood is unchanged."""
+    from numba import njit
+
+    from fastem._kernels._blocks import responsibilities
+
+    @njit
+    def run(L, nb, sw, resp, acc):
+        rowmax = np.empty(L.shape[1], L.dtype)
+        total = np.empty(L.shape[1], L.dtype)
+        responsibilities(L, nb, sw, 0, rowmax, resp, total, acc)
+
+    floor = 2.0**-92 if dtype == np.float32 else np.exp(-708.0)
+    tiny = np.finfo(dtype).tiny
+    rng = np.random.default_rng(0)
+    K, B = 5, 64
+    L = rng.normal(scale=2.0, size=(K, B))
+    # Gaps to the row maximum that give relative weights on both sides of
+    # the float32 floor, and in float32's subnormal range without it.
+    gaps = np.log([2.0**-95, 2.0**-89, 2.0**-125, 0.5])
+    L[1, :16] = L[:, :16].max(axis=0) + 1.0
+    L[2, :16] = L[1, :16] + np.repeat(gaps, 4)
+    L = L.astype(dtype)
+    sw = rng.uniform(0.5, 2.0, B) if weighted else np.empty(0)
+    resp = np.empty((K, B), dtype)
+    acc = np.zeros(3)
+    run(L, B, sw, resp, acc)
+
+    L64 = L.astype(np.float64)
+    rel = np.exp(L64 - L64.max(axis=0))
+    post = rel / rel.sum(axis=0)
+    w = sw if weighted else np.ones(B)
+    expected = np.where(rel >= floor, post * w, 0.0)
+    assert_close(resp, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert not ((resp > 0) & (resp < tiny)).any()
+    if dtype == np.float32:
+        assert (resp[2, :4] == 0).all() and (resp[2, 4:8] > 0).all()
+        assert (resp[2, 8:12] == 0).all()
+    else:
+        assert (resp[2, :12] > 0).all()
+    log_lik = np.log(rel.sum(axis=0)) + L64.max(axis=0)
+    assert acc[0] == pytest.approx(float(w @ log_lik), rel=1e-6)
+
+
 @pytest.mark.parametrize(
     "dtype, block_dtype",
     [

@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .._config import SERIAL, SHARED
-from ._math import exp_simd, log_simd, zero_of
+from ._math import above_weight_floor, exp_simd, log_simd, zero_of
 from ._transpose import TILE, prefetch, transpose_tile
 
 
@@ -249,7 +249,10 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     resp[k, b] L[k, b]`` (the expected complete-data log-joint; ``acc[0] -
     acc[2]`` is the weighted entropy of the responsibilities).  The row
     maximum is subtracted before exponentiating, so nothing overflows, and
-    components whose log-density is ``-inf`` get exactly zero responsibility.
+    components whose log-density is ``-inf``, or whose float32 relative
+    weight ``exp(L[k, b] - rowmax[b])`` is below 2^-92
+    (:func:`~fastem._kernels._math.above_weight_floor`), get exactly zero
+    responsibility.
     On return ``rowmax[b]`` holds the row maximum of ``L`` and ``total[b]``
     the factor ``w_b / sum_k exp(L[k, b] - rowmax[b])``.  Works in the dtype
     of ``L``.
@@ -290,7 +293,9 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     joint = zero_of(L)
     for k in range(K):
         for b in range(nb):
-            r = resp[k, b] * total[b]
+            # Tiny float32 weights become zero before the row weight scales
+            # them: no subnormal arithmetic downstream.
+            r = above_weight_floor(resp[k, b]) * total[b]
             resp[k, b] = r
             joint += r * L[k, b] if r != 0.0 else 0.0
     acc[0] += ll

@@ -26,6 +26,7 @@ _F32_LN2_HI = np.float32(0.693359375)
 _F32_LN2_LO = np.float32(-2.12194440e-4)
 _F32_EXP_MIN = np.float32(-87.0)  # exp(-87) > smallest normal float32
 _F32_ZERO = np.float32(0.0)
+_F32_WEIGHT_FLOOR = np.float32(2.0**-92)
 _F32_C = (
     np.float32(1.0 / 5040),
     np.float32(1.0 / 720),
@@ -202,6 +203,33 @@ def _zero_of_typed(a):
         return lambda a: _F32_ZERO
     if a.dtype == types.float64:
         return lambda a: 0.0
+    return None
+
+
+def above_weight_floor(e):
+    """A relative weight ``e = exp(L - max L)``, or zero when it is below
+    2^-92 (about 2e-28) in float32.
+
+    2^-92 is 2^34 times the smallest normal float32, so a kept weight times a
+    value of magnitude at least 2^-34, and times its square when that is at
+    least 2^-17, is a normal number.  Arithmetic with subnormal numbers takes
+    microcode assists on Intel cores: float32 fits of overlapping
+    components, whose far tails give weights between 2^-126 and 2^-92 in
+    every block, ran 2.3x slower without the floor (AVX-512 Xeon, 16x16
+    full, 10^6 rows: 142 -> 61 ms per iteration).  A row's responsibilities
+    sum to one, so what is dropped is below 2^-92 of it, far below float32's
+    resolution.  float64 weights are returned as they are: the exponential
+    is already zero below e^-708, the compare cost 2-4 % at 2x8, and
+    subnormal weights (below 2^-1022) are rare."""
+    return e
+
+
+@overload(above_weight_floor)
+def _above_weight_floor_typed(e):
+    if e == types.float32:
+        return lambda e: e if e >= _F32_WEIGHT_FLOOR else _F32_ZERO
+    if e == types.float64:
+        return lambda e: e
     return None
 
 
