@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import os
 
-from ._codegen import WideVectorCompiler
+try:
+    from ._codegen import WideVectorCompiler
+except (ImportError, AttributeError):  # numba moved its compiler internals
+    WideVectorCompiler = None
 
 CACHE: bool = os.environ.get("FASTEM_CACHE", "1") != "0"
 
@@ -43,9 +46,12 @@ NO_WRAPPERS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 #: Compile with :class:`fastem._codegen.WideVectorCompiler`: every function
 #: lets LLVM use 512-bit vectors on AVX-512 CPUs, where LLVM would otherwise
 #: prefer 256-bit ones.  Every kernel and helper takes these options.
+#: Without that pipeline (a numba whose internals it cannot build on), the
+#: kernels compile with numba's own and LLVM's choice of width.
 WIDE_VECTORS = (
     {"pipeline_class": WideVectorCompiler}
-    if os.environ.get("FASTEM_WIDE_VECTORS", "1") != "0"
+    if WideVectorCompiler is not None
+    and os.environ.get("FASTEM_WIDE_VECTORS", "1") != "0"
     else {}
 )
 
