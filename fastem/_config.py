@@ -23,9 +23,9 @@ from __future__ import annotations
 import os
 
 try:
-    from ._codegen import WideVectorCompiler
+    from . import _codegen
 except (ImportError, AttributeError):  # numba moved its compiler internals
-    WideVectorCompiler = None
+    _codegen = None
 
 CACHE: bool = os.environ.get("FASTEM_CACHE", "1") != "0"
 
@@ -43,16 +43,23 @@ FASTMATH: set[str] | bool = (
 #: wrapper.
 NO_WRAPPERS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
-#: Compile with :class:`fastem._codegen.WideVectorCompiler`: every function
-#: lets LLVM use 512-bit vectors on AVX-512 CPUs, where LLVM would otherwise
-#: prefer 256-bit ones.  Every kernel and helper takes these options.
+WIDE_VECTORS: bool = os.environ.get("FASTEM_WIDE_VECTORS", "1") != "0"
+
+#: Compile with fastem's pipeline (:mod:`fastem._codegen`): helpers without
+#: wrappers get no machine code and no optimisation of their own (their
+#: callers optimise them), and every function lets LLVM use 512-bit vectors
+#: on AVX-512 CPUs, where LLVM would otherwise prefer 256-bit ones (unless
+#: ``FASTEM_WIDE_VECTORS=0``).  Every kernel and helper takes these options.
 #: Without that pipeline (a numba whose internals it cannot build on), the
-#: kernels compile with numba's own and LLVM's choice of width.
-WIDE_VECTORS = (
-    {"pipeline_class": WideVectorCompiler}
-    if WideVectorCompiler is not None
-    and os.environ.get("FASTEM_WIDE_VECTORS", "1") != "0"
-    else {}
+#: kernels compile with numba's own.
+PIPELINE = (
+    {}
+    if _codegen is None
+    else {
+        "pipeline_class": _codegen.WideVectorCompiler
+        if WIDE_VECTORS
+        else _codegen.LinkOnlyHelperCompiler
+    }
 )
 
 #: IEEE division, as numpy does it (``x / 0`` is ``inf`` or ``nan``).  numba's
@@ -72,7 +79,7 @@ CONTRACT_ONLY = {
     "nogil": True,
     **NO_WRAPPERS,
     **IEEE_DIVISION,
-    **WIDE_VECTORS,
+    **PIPELINE,
 }
 
 #: Options for kernel entry points: serial over a range of tasks, released
@@ -83,7 +90,7 @@ KERNEL = {
     "fastmath": FASTMATH,
     "nogil": True,
     **IEEE_DIVISION,
-    **WIDE_VECTORS,
+    **PIPELINE,
 }
 
 #: Options for helpers that a model's kernels call from one place each
@@ -98,7 +105,7 @@ SERIAL = {
     "nogil": True,
     "inline": "always",
     **IEEE_DIVISION,
-    **WIDE_VECTORS,
+    **PIPELINE,
 }
 
 #: Options for helpers that several kernels call: a model's log-density (its
@@ -113,5 +120,5 @@ SHARED = {
     "nogil": True,
     **NO_WRAPPERS,
     **IEEE_DIVISION,
-    **WIDE_VECTORS,
+    **PIPELINE,
 }

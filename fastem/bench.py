@@ -227,13 +227,13 @@ def _multiply_add_chains():
     reassociation) keeps the compiler from folding a chain into fewer
     operations.  Built on first use: the benchmark's workers run this
     module as a script and need no numba.  Compiled as fastem's kernels are
-    (:data:`fastem._config.WIDE_VECTORS`), so the peak is the one they can
+    (:data:`fastem._config.PIPELINE`), so the peak is the one they can
     reach."""
     from numba import njit
 
-    from fastem._config import WIDE_VECTORS
+    from fastem._config import PIPELINE
 
-    @njit(nogil=True, fastmath={"contract"}, **WIDE_VECTORS)
+    @njit(nogil=True, fastmath={"contract"}, **PIPELINE)
     def chains(acc, reps, task_begin, task_end):
         for t in range(task_begin, task_end):
             row = acc[t]

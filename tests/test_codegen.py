@@ -1,5 +1,6 @@
-"""The compiler pipeline that lets fastem's kernels use 512-bit vectors
-(:mod:`fastem._codegen`), and ``FASTEM_WIDE_VECTORS=0`` that turns it off."""
+"""fastem's compiler pipeline (:mod:`fastem._codegen`): kernels that may use
+512-bit vectors (``FASTEM_WIDE_VECTORS=0`` turns that off) and helpers that
+get no machine code of their own."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ import sys
 
 import numpy as np
 import pytest
-from numba import njit
+from numba import njit, typeof
 
 import fastem
-from fastem._codegen import PREFER_VECTOR_WIDTH, WideVectorCompiler
+from fastem._codegen import (
+    PREFER_VECTOR_WIDTH,
+    LinkOnlyHelperCompiler,
+    LinkOnlyLibrary,
+    WideVectorCompiler,
+)
 
 
 def _host_has_avx512() -> bool:
@@ -43,6 +49,32 @@ def test_wide_vector_compiler_marks_the_function_and_computes_the_same():
     assert PREFER_VECTOR_WIDTH not in default.inspect_llvm(default.signatures[0])
     if _host_has_avx512():
         assert "zmm" in wide.inspect_asm(signature)
+
+
+def test_link_only_helper_has_no_machine_code_and_its_callers_compute_the_same():
+    helper = njit(
+        no_cpython_wrapper=True,
+        no_cfunc_wrapper=True,
+        pipeline_class=LinkOnlyHelperCompiler,
+    )(_weighted_sum)
+
+    @njit(pipeline_class=LinkOnlyHelperCompiler)
+    def caller(x, w):
+        return helper(x, w) + helper(w, x)
+
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=257), rng.normal(size=257)
+    argument_types = (typeof(x), typeof(w))
+    helper.compile(argument_types)
+    helper_result = helper.overloads[argument_types]
+    library = helper_result.library
+    assert isinstance(library, LinkOnlyLibrary)
+    engine = library._codegen._engine
+    assert not engine.is_symbol_defined(helper_result.fndesc.mangled_name)
+    assert caller(x, w) == pytest.approx(2 * float(np.dot(x, w)), rel=1e-12)
+    assert not isinstance(
+        caller.overloads[caller.signatures[0]].library, LinkOnlyLibrary
+    )
 
 
 _FIT = """
@@ -89,3 +121,44 @@ def test_kernels_carry_the_attribute_unless_turned_off_and_fit_the_same(
     gm = fastem.GaussianMixture(3, covariance_type="full", random_state=0).fit(X)
     np.testing.assert_allclose(fitted["means"], gm.means_, rtol=1e-9, atol=1e-12)
     assert fitted["lower_bound"] == pytest.approx(gm.lower_bound_, rel=1e-12)
+
+
+_FIT_AND_REPORT_CACHE = """
+import json, sys
+import numpy as np
+import fastem
+from fastem._kernels import _blocks
+X = np.random.default_rng(4).normal(size=(3000, 6)) * [1, 2, 3, 1, 2, 3]
+gm = fastem.GaussianMixture(3, covariance_type=sys.argv[1], random_state=0).fit(X)
+print(json.dumps({"means": gm.means_.tolist(), "lower_bound": gm.lower_bound_,
+                  "helper_from_cache": sum(_blocks.responsibilities.stats.cache_hits.values())}))
+"""
+
+
+def test_a_helper_cached_by_one_process_links_into_a_new_kernel_in_the_next(
+    tmp_path,
+):
+    """The spherical fit caches the shared helpers (as LLVM bitcode, having no
+    machine code); the diag fit in a second process loads them from the
+    cache to link into its own E-step, and fits the same model as this
+    process."""
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fastem.__file__))
+    reports = []
+    for covariance_type in ("spherical", "diag"):
+        done = subprocess.run(
+            [sys.executable, "-c", _FIT_AND_REPORT_CACHE, covariance_type],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+        )
+        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert reports[0]["helper_from_cache"] == 0
+    assert reports[1]["helper_from_cache"] > 0
+    X = np.random.default_rng(4).normal(size=(3000, 6)) * [1, 2, 3, 1, 2, 3]
+    gm = fastem.GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    np.testing.assert_allclose(reports[1]["means"], gm.means_, rtol=1e-12, atol=1e-12)
+    assert reports[1]["lower_bound"] == pytest.approx(gm.lower_bound_, rel=1e-12)

@@ -34,9 +34,9 @@ from .._config import (
     IEEE_DIVISION,
     KERNEL,
     NO_WRAPPERS,
+    PIPELINE,
     SERIAL,
     SHARED,
-    WIDE_VECTORS,
 )
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import aligned_rows, emit_rows, load_rows, responsibilities
@@ -59,7 +59,7 @@ _EXPONENT_ONE = 1 << 52
     fastmath=False,
     **NO_WRAPPERS,
     **IEEE_DIVISION,
-    **WIDE_VECTORS,
+    **PIPELINE,
 )
 def log1p_inplace(v, u, k, n):
     """``v[:n] = log1p(v[:n])`` for finite float64 ``v >= 0``.
