@@ -130,8 +130,8 @@ def lloyd(
     to the row farthest from its center.
     """
     w = sample_weight if sample_weight.shape[0] else None
-    threshold = tol * float(np.mean(np.var(X, axis=0)))
-    centers = centers.copy()
+    threshold = tol * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
+    centers = np.array(centers, dtype=np.float64)
     for _ in range(max_iter):
         a = assignment(X, sample_weight, centers, n_threads)
         new = centers.copy()
@@ -240,20 +240,24 @@ def kmeans(
     few EM iterations on millions of rows.
     """
     N = X.shape[0]
+    # float32 rows stay float32: the kernels compute in float64 against
+    # float64 centers either way, and the mixture's own passes over the
+    # data then use the same kernel signature (one compile fewer).
+    dtype = np.float32 if X.dtype == np.float32 else np.float64
     if N > KMEANS_SUBSAMPLE:
         idx = np.sort(sample_rows(rng, N, KMEANS_SUBSAMPLE))
-        Xs = np.ascontiguousarray(X[idx], dtype=np.float64)
+        Xs = np.ascontiguousarray(X[idx], dtype=dtype)
         ws = sample_weight[idx] if sample_weight.shape[0] else sample_weight
         if ws.shape[0] and not ws.sum() > 0:
-            Xs, ws = np.ascontiguousarray(X, dtype=np.float64), sample_weight
+            Xs, ws = np.ascontiguousarray(X, dtype=dtype), sample_weight
     else:
-        Xs, ws = np.ascontiguousarray(X, dtype=np.float64), sample_weight
+        Xs, ws = np.ascontiguousarray(X, dtype=dtype), sample_weight
     try:
         seeds = kmeans_plusplus(Xs, ws, n_clusters, rng, n_threads)
     except ValueError:
         if Xs.shape[0] == N:
             raise
         # The subsample may hold fewer distinct rows than the full data.
-        Xs, ws = np.ascontiguousarray(X, dtype=np.float64), sample_weight
+        Xs, ws = np.ascontiguousarray(X, dtype=dtype), sample_weight
         seeds = kmeans_plusplus(Xs, ws, n_clusters, rng, n_threads)
-    return lloyd(Xs, ws, Xs[seeds], n_threads=n_threads)
+    return lloyd(Xs, ws, np.asarray(Xs[seeds], dtype=np.float64), n_threads=n_threads)

@@ -89,3 +89,20 @@ def test_lloyd_matches_numpy(rows):
     got = _kmeans.lloyd(X, w, start, max_iter=50, tol=1e-10, n_threads=2)
     ref = _lloyd_numpy(X, w, start, max_iter=50, tol=1e-10)
     np.testing.assert_allclose(got, ref, rtol=1e-13)
+
+
+@pytest.mark.parametrize("n_rows", [3_000, _kmeans.KMEANS_SUBSAMPLE + 5_000])
+def test_float32_rows_give_the_centers_of_their_float64_copy(n_rows):
+    """k-means runs on float32 rows as they are (the kernels compute in
+    float64 against float64 centers), so the centers are exactly those of
+    the float64 copy of the same rows, with and without subsampling."""
+    rng = np.random.default_rng(7)
+    centers = rng.normal(scale=5.0, size=(4, 3))
+    X = (centers[rng.integers(0, 4, n_rows)] + rng.normal(size=(n_rows, 3))).astype(
+        np.float32
+    )
+    w = np.empty(0)
+    got = _kmeans.kmeans(X, w, 4, np.random.RandomState(3), n_threads=2)
+    ref = _kmeans.kmeans(X.astype(np.float64), w, 4, np.random.RandomState(3), 2)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, ref)
