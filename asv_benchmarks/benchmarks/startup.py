@@ -65,7 +65,7 @@ timeraw_import_fastem.repeat = (3, 10, 10.0)
 class FirstFit:
     """First ``GaussianMixture(8).fit`` of 10,000 x 8 rows in a new process."""
 
-    params = [["full", "diag"]]
+    params = [["full", "diag", "spherical", "tied"]]
     param_names = ["covariance_type"]
     number = 1
     timeout = 600
