@@ -23,8 +23,8 @@ Helpers that are only linked
     is ever used.  :class:`LinkOnlyLibrary` skips both.  It keeps numba's
     function-level passes on the helper: without them the callers' code came
     out slower (diag E-step +8-11 % at D = 16 and 64).  The on-disk cache
-    keeps a helper as LLVM bitcode, which numba turns into machine code if a
-    later process loads it to link into a new kernel.
+    keeps a helper's module for linking and no machine code of it
+    (:meth:`LinkOnlyLibrary.serialize_using_object_code`).
 
 Both rely on numba's compiler internals (checked on numba 0.60.0 and 0.68.1);
 :mod:`fastem._config` falls back to numba's own pipeline if this module
@@ -33,6 +33,7 @@ cannot be built on the installed numba.
 
 from __future__ import annotations
 
+from llvmlite.binding import parse_assembly
 from numba.core.codegen import JITCodeLibrary
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import register_pass
@@ -41,6 +42,9 @@ from numba.core.typed_passes import NativeLowering
 
 #: The LLVM string attribute, written into each lowered function's IR.
 PREFER_VECTOR_WIDTH = '"prefer-vector-width"="512"'
+
+#: How numba names the global that holds a function's environment pointer.
+_ENVIRONMENT_PREFIX = "_ZN08NumbaEnv"
 
 # The parts of numba's code library that LinkOnlyLibrary builds on; if one
 # moves, importing this module fails and fastem uses numba's own pipeline.
@@ -91,8 +95,30 @@ class LinkOnlyLibrary(JITCodeLibrary):
         self._finalized = True
 
     def serialize_using_object_code(self):
-        # There is no object code; numba's cache stores the module instead.
-        return self.serialize_using_bitcode()
+        """numba's cache entry: the module for linking, as numba stores it,
+        with object code that defines the function's environment globals
+        only.
+
+        A process that loads the helper from the cache then links the
+        module into new kernels without adding the helper's own machine code
+        to the JIT.  Machine code for it made from the cached module (which
+        had no module-level optimisation) would be slow, and a kernel that
+        calls the helper, rather than inlining it, would bind to that code:
+        the kernel's own copy of the helper has weak (``linkonce_odr``)
+        linkage, and the JIT binds a weak symbol to its first definition.
+        """
+        self._ensure_finalized()
+        environments = "".join(
+            f'@"{gv.name}" = common global i8* null\n'
+            for gv in self._final_module.global_variables
+            if not gv.is_declaration and gv.name.startswith(_ENVIRONMENT_PREFIX)
+        )
+        env_module = parse_assembly(environments)
+        env_module.triple = self._final_module.triple
+        env_module.data_layout = self._final_module.data_layout
+        object_code = self._codegen._tm.emit_object(env_module)
+        linkable = self._get_module_for_linking().as_bitcode()
+        return (self.name, "object", (object_code, linkable))
 
 
 @register_pass(mutates_CFG=True, analysis_only=False)

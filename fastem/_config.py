@@ -46,8 +46,8 @@ NO_WRAPPERS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 WIDE_VECTORS: bool = os.environ.get("FASTEM_WIDE_VECTORS", "1") != "0"
 
 #: Compile with fastem's pipeline (:mod:`fastem._codegen`): helpers without
-#: wrappers get no machine code and no optimisation of their own (their
-#: callers optimise them), and every function lets LLVM use 512-bit vectors
+#: wrappers get neither a whole-module optimisation nor machine code of their
+#: own (their callers link and optimise them), and every function lets LLVM use 512-bit vectors
 #: on AVX-512 CPUs, where LLVM would otherwise prefer 256-bit ones (unless
 #: ``FASTEM_WIDE_VECTORS=0``).  Every kernel and helper takes these options.
 #: Without that pipeline (a numba whose internals it cannot build on), the
