@@ -53,8 +53,8 @@ for _internal in (
     "_finalize_final_module",
     "_finalize_dynamic_globals",
     "_verify_declare_only_symbols",
+    "_ensure_finalized",
     "_get_module_for_linking",
-    "serialize_using_bitcode",
     "serialize_using_object_code",
 ):
     if not callable(getattr(JITCodeLibrary, _internal, None)):
