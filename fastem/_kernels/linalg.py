@@ -14,10 +14,10 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import CACHE, IEEE_DIVISION, PIPELINE
+from .._config import KERNEL, SERIAL
 
 
-@njit(cache=CACHE, nogil=True, inline="always", **IEEE_DIVISION, **PIPELINE)
+@njit(**{**SERIAL, "fastmath": False})
 def _cholesky_lower(A, L):
     """``L`` lower triangular with ``L L^T = A``; False if ``A`` is not
     (numerically) positive definite."""
@@ -40,7 +40,7 @@ def _cholesky_lower(A, L):
     return True
 
 
-@njit(cache=CACHE, nogil=True, **IEEE_DIVISION, **PIPELINE)
+@njit(**{**KERNEL, "fastmath": False})
 def precision_cholesky_batch(covariances, out, ok):
     """For each ``k``: ``out[k] = inv(L_k)^T`` (upper triangular, so that
     ``out[k] out[k]^T = inv(covariances[k])``, scikit-learn's

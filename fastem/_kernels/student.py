@@ -29,15 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import (
-    CACHE,
-    IEEE_DIVISION,
-    KERNEL,
-    NO_WRAPPERS,
-    PIPELINE,
-    SERIAL,
-    SHARED,
-)
+from .._config import CONTRACT_ONLY, KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import aligned_rows, emit_rows, load_rows, responsibilities
 from ._math import add_lower_scatter, upper_tri_sq_norms
@@ -53,14 +45,7 @@ _EXPONENT_ONE = 1 << 52
 # Like _math.exp_simd: compiled without fast-math, written as three simple
 # loops over the block that the compiler vectorises (numba's math.log1p is
 # a scalar libm call).
-@njit(
-    cache=CACHE,
-    nogil=True,
-    fastmath=False,
-    **NO_WRAPPERS,
-    **IEEE_DIVISION,
-    **PIPELINE,
-)
+@njit(**{**CONTRACT_ONLY, "fastmath": False})
 def log1p_inplace(v, u, k, n):
     """``v[:n] = log1p(v[:n])`` for finite float64 ``v >= 0``.
 
