@@ -122,3 +122,10 @@ SHARED = {
     **IEEE_DIVISION,
     **PIPELINE,
 }
+
+#: ``jit_options`` of fastem's ``@overload`` implementations.  numba compiles
+#: those with its own defaults otherwise: a C wrapper, Python's division
+#: semantics, and a whole-module optimisation plus machine code of their own
+#: that no caller uses (a caller links their LLVM module into its own, as it
+#: does a helper's).  Not cached: the callers that are cached hold the code.
+OVERLOAD = {key: value for key, value in SHARED.items() if key != "cache"}

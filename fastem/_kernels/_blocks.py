@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .._config import SERIAL, SHARED
+from .._config import OVERLOAD, SERIAL, SHARED
 from ._math import above_weight_floor, exp_simd, log_simd, zero_of
 from ._transpose import TILE, prefetch, transpose_tile
 
@@ -41,7 +41,7 @@ def aligned_rows(rows, cols, dtype):
 # once per argument type, the literal row counts of the call sites included
 # (``aligned_rows(1, block, dt)`` was a signature of its own), while an
 # overload is typed with plain integers first, once per dtype.
-@overload(aligned_rows)
+@overload(aligned_rows, jit_options=OVERLOAD)
 def _aligned_rows_typed(rows, cols, dtype):
     return aligned_rows
 
@@ -59,7 +59,7 @@ def center_at(center, d, xt):
     return zero_of(xt) if center is None else center[d]
 
 
-@overload(center_at)
+@overload(center_at, jit_options=OVERLOAD)
 def _center_at_typed(center, d, xt):
     if isinstance(center, types.NoneType):
         return lambda center, d, xt: zero_of(xt)
@@ -159,28 +159,36 @@ def load_rows_centered(X, r0, nb, center, xt):
                 xt[d, b] -= center[d]
 
 
-def centered_float64(xt, X, r0, nb, center, out):
+def centered_float64(xt, X, r0, nb, center, origin, raw, out):
     """The block ``X[r0:r0 + nb] - center`` (rows in columns) in float64.
 
     For float64 data that is ``xt`` itself (loaded by
-    :func:`load_rows_centered`); for float32 data the rows and ``center`` are
-    converted before subtracting, into ``out`` (float64, ``(D, B)``).  For
+    :func:`load_rows_centered`).  For float32 data the rows are loaded again
+    around ``origin`` (zeros of the data's dtype) into ``raw``, the block
+    load that ``xt`` went through (so no second version of it is compiled),
+    then converted and centered in float64 into ``out`` (``(D, B)``).  For
     sums that later cancel, e.g. the tied total scatter, which includes the
     spread between components that the M-step subtracts again."""
     if xt.dtype == np.float64:
         return xt
-    out[:, :nb] = (X[r0 : r0 + nb].astype(np.float64) - center).T
+    out[:, :nb] = X[r0 : r0 + nb].T.astype(np.float64) - center[:, None]
     return out
 
 
 # Chosen by dtype at typing time: the float64 version is free.
-@overload(centered_float64)
-def _centered_float64_typed(xt, X, r0, nb, center, out):
+@overload(centered_float64, jit_options=OVERLOAD)
+def _centered_float64_typed(xt, X, r0, nb, center, origin, raw, out):
     if xt.dtype == types.float64:
-        return lambda xt, X, r0, nb, center, out: xt
+        return lambda xt, X, r0, nb, center, origin, raw, out: xt
 
-    def convert(xt, X, r0, nb, center, out):
-        load_rows_centered(X, r0, nb, center, out)
+    def convert(xt, X, r0, nb, center, origin, raw, out):
+        load_rows_centered(X, r0, nb, origin, raw)
+        for d in range(raw.shape[0]):
+            c = float(center[d])
+            row = raw[d]
+            wide = out[d]
+            for b in range(nb):
+                wide[b] = float(row[b]) - c
         return out
 
     return convert

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .._config import CONTRACT_ONLY, SERIAL, SHARED
+from .._config import CONTRACT_ONLY, OVERLOAD, SERIAL, SHARED
 
 _LOG2E = 1.4426950408889634
 # Cody-Waite split of log(2): _LN2_HI has trailing zero bits, so k * _LN2_HI
@@ -132,7 +132,7 @@ def exp_simd(x):
 
 # Chosen by type at typing time: a float64 kernel never compiles the float32
 # exponential.
-@overload(exp_simd)
+@overload(exp_simd, jit_options=OVERLOAD)
 def _exp_simd_typed(x):
     if x == types.float64:
         return lambda x: _exp64(x)
@@ -197,7 +197,7 @@ def zero_of(a):
 
 # Resolved at typing time to a constant: ``np.zeros(1, a.dtype)[0]`` cost a
 # heap allocation per call and 0.2 s of compilation per process.
-@overload(zero_of)
+@overload(zero_of, jit_options=OVERLOAD)
 def _zero_of_typed(a):
     if a.dtype == types.float32:
         return lambda a: _F32_ZERO
@@ -224,7 +224,7 @@ def above_weight_floor(e):
     return e
 
 
-@overload(above_weight_floor)
+@overload(above_weight_floor, jit_options=OVERLOAD)
 def _above_weight_floor_typed(e):
     if e == types.float32:
         return lambda e: e if e >= _F32_WEIGHT_FLOOR else _F32_ZERO
@@ -239,7 +239,7 @@ def holds_float64(a):
     return a.dtype == np.float64
 
 
-@overload(holds_float64)
+@overload(holds_float64, jit_options=OVERLOAD)
 def _holds_float64_typed(a):
     if a.dtype == types.float64:
         return lambda a: True

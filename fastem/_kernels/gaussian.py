@@ -658,7 +658,12 @@ def estep_tied(
         # ``sxx.dtype`` (float64), not ``np.float64``: a dtype object, like
         # ``dt``, so float64 data compile ``aligned_rows`` once, not twice.
         f64 = sxx.dtype
-        x64 = aligned_rows(D if X.itemsize != 8 and want_scatter else 0, block, f64)
+        widen = D if X.itemsize != 8 and want_scatter else 0
+        x64 = aligned_rows(widen, block, f64)
+        raw = aligned_rows(widen, block, dt)
+        origin = np.empty(widen, dt)
+        for d in range(widen):
+            origin[d] = 0.0
         wdiff = aligned_rows(D if want_scatter else 0, block, f64)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
@@ -685,7 +690,7 @@ def estep_tied(
                     sx[t, k, d] += float(n) * float(means[k, d])
             if not want_scatter:
                 continue
-            xc = centered_float64(xt, X, r0, nb, center, x64)
+            xc = centered_float64(xt, X, r0, nb, center, origin, raw, x64)
             # The total scatter uses the row weights, not the responsibilities.
             if has_w:
                 wrow = sw[r0 : r0 + nb]
