@@ -692,14 +692,14 @@ def estep_tied(
                 continue
             xc = centered_float64(xt, X, r0, nb, center, origin, raw, x64)
             # The total scatter uses the row weights, not the responsibilities.
+            weighted = xc
             if has_w:
                 wrow = sw[r0 : r0 + nb]
                 for d in range(D):
                     for b in range(nb):
                         wdiff[d, b] = xc[d, b] * wrow[b]
-                add_lower_scatter(wdiff, xc, nb, sxx[t])
-            else:
-                add_lower_scatter(xc, xc, nb, sxx[t])
+                weighted = wdiff
+            add_lower_scatter(weighted, xc, nb, sxx[t])
 
 
 @njit(**KERNEL)
