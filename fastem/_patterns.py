@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._layout import block_rows
+from ._validation import all_finite
 
 #: Most float64 elements of a kernel's per-component ``(K, D, block)`` buffer.
 _BUFFER_ELEMENTS = 1 << 15
@@ -189,5 +190,7 @@ def fill_with(X: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def has_nan(X: np.ndarray) -> bool:
-    """Whether a validated float array holds any NaN (one pass, no mask)."""
-    return X.size > 0 and bool(np.isnan(X.min()))
+    """Whether a validated float array (no infinite values) holds any NaN:
+    one pass on the kernels' threads, a second only when it finds a value
+    that is not finite (or finite values whose sum overflows)."""
+    return not all_finite(X) and bool(np.isnan(X.min()))

@@ -173,7 +173,7 @@ class GaussianMixture(MixtureEstimator):
         return super().fit(X, y, sample_weight)
 
     def _family_for(self, source, X_mem):
-        if X_mem is not None and has_nan(X_mem):
+        if X_mem is not None and source.has_nan:
             source, init_source = gm.fit_parts(X_mem, source.sample_weight)
             family = gm.GaussianMissingEM(
                 self.covariance_type, self.reg_covar, self.n_threads

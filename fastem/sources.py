@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_data, check_sample_weight
+from ._validation import check_data, check_data_with_nan, check_sample_weight
 
 #: Bytes of data per chunk read from an out-of-core source.
 CHUNK_BYTES = 1 << 26
@@ -111,10 +111,13 @@ class ArraySource(Source):
         Validated float32/float64 C-contiguous data.
     sample_weight : ndarray of shape (n_samples,) or (0,)
         Validated float64 weights; length 0 means every row has weight 1.
+    has_nan : bool
+        Whether ``X`` holds NaN (missing values), as found by its validation.
     """
 
     X: np.ndarray
     sample_weight: np.ndarray
+    has_nan: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -336,6 +339,6 @@ def as_source(X, sample_weight=None, *, chunk_rows=None, allow_nan=False):
         source = ChunkedSource(X, sample_weight, chunk_rows, allow_nan=allow_nan)
         source.validate()
         return source, None
-    X = check_data(X, "X", allow_nan=allow_nan)
+    X, nan = check_data_with_nan(X, "X", allow_nan=allow_nan)
     sw = check_sample_weight(sample_weight, X.shape[0])
-    return ArraySource(X, sw), X
+    return ArraySource(X, sw, has_nan=nan), X

@@ -384,3 +384,52 @@ def test_inputs_are_not_modified(cov, dtype, order):
     for fitted_name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         for value in (X, sw, *inits.values()):
             assert not np.shares_memory(getattr(model, fitted_name), value)
+
+
+# -- the one-pass finiteness check -------------------------------------------
+
+# 300,000 x 4 float64 rows are 9.6 MB: three tasks of all_finite's 4 MB.
+_LARGE_SHAPE = (300_000, 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("row", [0, 131_071, 299_999])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_all_finite_finds_one_non_finite_value_anywhere(dtype, value, row, n_threads):
+    from fastem._validation import all_finite
+
+    X = np.random.default_rng(row).normal(size=_LARGE_SHAPE).astype(dtype)
+    assert all_finite(X, n_threads)
+    X[row, row % 4] = value
+    assert not all_finite(X, n_threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_values_whose_sum_overflows_are_valid_and_not_missing(dtype):
+    """The fast check's sum overflows; the exact check must still accept them."""
+    from fastem._patterns import has_nan
+    from fastem._validation import check_data_with_nan
+
+    big = np.finfo(dtype).max / 2
+    X = np.full((100, 3), big, dtype=dtype)
+    X[::2] *= -0.5
+    for allow_nan in (False, True):
+        checked, nan = check_data_with_nan(X, allow_nan=allow_nan)
+        assert checked is X and not nan
+    assert not has_nan(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_validation_reports_missing_values(dtype):
+    from fastem._patterns import has_nan
+    from fastem._validation import check_data_with_nan
+
+    X = np.random.default_rng(0).normal(size=_LARGE_SHAPE).astype(dtype)
+    checked, nan = check_data_with_nan(X, allow_nan=True)
+    assert not nan and not has_nan(checked)
+    X[200_000, 2] = np.nan
+    checked, nan = check_data_with_nan(X, allow_nan=True)
+    assert nan and has_nan(checked)
+    with pytest.raises(ValueError, match=r"X contains NaN.*row 200000, column 2"):
+        check_data_with_nan(X)
