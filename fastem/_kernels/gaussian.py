@@ -173,8 +173,20 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
 
 
 @njit(**SHARED)
-def _log_prob_diag(xt, nb, means, prec, log_norm, L):
-    """Diagonal covariances; ``prec`` is ``(K, D)`` of ``sqrt(1/2) / sigma``.
+def _log_prob_diag(xt, nb, scaled, prec, log_norm, L):
+    """Diagonal covariances; ``prec`` is ``(K, D)`` of ``sqrt(1/2) / sigma``
+    and ``scaled = (mu - c) prec`` (the centered means in units of the
+    covariance, computed in float64 by the caller).
+
+    ``t = x prec - scaled`` is one FMA per feature, where ``(x - mu) prec``
+    took a subtraction and a multiplication: two floating-point operations
+    per feature and component instead of three, which set the pace of this
+    loop (16x16, one thread: 17 -> 12 ms per 10^6 rows).  With the product
+    ``mu prec`` formed inside the kernel, LLVM's fast-math reassociation
+    factored the expression back into ``(x - mu) prec``; an argument it
+    cannot see through keeps the FMA.  The error of ``t`` is that of
+    rounding ``scaled``, ``eps |mu - c| / sigma``: the order of the error
+    that centering ``x`` on ``c`` in the data's dtype already leaves.
 
     Eight (float64) or four (float32) features are added per sweep over the
     block, so each load and store of ``L[k]`` carries several squared terms.
@@ -183,12 +195,12 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
     on every iteration: four per sweep ran the float32 log-density 1.6x
     faster (16x16, one thread), while float64 keeps them all in registers."""
     D = xt.shape[0]
-    K = means.shape[0]
+    K = scaled.shape[0]
     by_eight = D - D % 8 if holds_float64(xt) else 0
     by_four = D - (D - by_eight) % 4
     for k in range(K):
         row = L[k]
-        m = means[k]
+        m = scaled[k]
         p = prec[k]
         for b in range(nb):
             row[b] = 0.0
@@ -218,14 +230,14 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
             x6 = xt[d + 6]
             x7 = xt[d + 7]
             for b in range(nb):
-                t0 = (x0[b] - m0) * p0
-                t1 = (x1[b] - m1) * p1
-                t2 = (x2[b] - m2) * p2
-                t3 = (x3[b] - m3) * p3
-                t4 = (x4[b] - m4) * p4
-                t5 = (x5[b] - m5) * p5
-                t6 = (x6[b] - m6) * p6
-                t7 = (x7[b] - m7) * p7
+                t0 = x0[b] * p0 - m0
+                t1 = x1[b] * p1 - m1
+                t2 = x2[b] * p2 - m2
+                t3 = x3[b] * p3 - m3
+                t4 = x4[b] * p4 - m4
+                t5 = x5[b] * p5 - m5
+                t6 = x6[b] * p6 - m6
+                t7 = x7[b] * p7 - m7
                 row[b] += ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + (
                     (t4 * t4 + t5 * t5) + (t6 * t6 + t7 * t7)
                 )
@@ -243,17 +255,17 @@ def _log_prob_diag(xt, nb, means, prec, log_norm, L):
             x2 = xt[d + 2]
             x3 = xt[d + 3]
             for b in range(nb):
-                t0 = (x0[b] - m0) * p0
-                t1 = (x1[b] - m1) * p1
-                t2 = (x2[b] - m2) * p2
-                t3 = (x3[b] - m3) * p3
+                t0 = x0[b] * p0 - m0
+                t1 = x1[b] * p1 - m1
+                t2 = x2[b] * p2 - m2
+                t3 = x3[b] * p3 - m3
                 row[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
         for d in range(by_four, D):
             md = m[d]
             pd = p[d]
             xd = xt[d]
             for b in range(nb):
-                t = (xd[b] - md) * pd
+                t = xd[b] * pd - md
                 row[b] += t * t
         c = log_norm[k]
         for b in range(nb):
@@ -710,6 +722,7 @@ def estep_diag(
     log_norm,
     means,
     prec,
+    scaled,
     task_rows,
     block,
     nk,
@@ -719,7 +732,8 @@ def estep_diag(
     task_begin,
     task_end,
 ):
-    """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2``."""
+    """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2`` (``means[k] = mu_k - c``,
+    ``scaled[k] = (mu_k - c) prec[k]``)."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
@@ -733,7 +747,7 @@ def estep_diag(
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_diag(xt, nb, means, prec, log_norm, L)
+            _log_prob_diag(xt, nb, scaled, prec, log_norm, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             _accumulate_moments(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 

@@ -280,7 +280,9 @@ class _KernelArgs:
 
     ``center`` is the mixture mean rounded to that dtype; rows are centered
     on it as they are loaded, so ``means`` holds ``mu_k - center`` and, for
-    ``tied``, ``shifted = (mu_k - center) prec``.  ``prec`` is ``U / sqrt(2)``
+    ``tied`` and ``diag``, ``shifted = (mu_k - center) prec`` (a matrix
+    product for ``tied``, elementwise for ``diag``; ``means`` itself
+    otherwise).  ``prec`` is ``U / sqrt(2)``
     so that the kernels need no factor 1/2.  ``shift`` (float64) is what the
     statistics are accumulated around, in the original coordinates.
     """
@@ -308,7 +310,9 @@ def _kernel_args(params: GaussianParams, dtype, log_norm=None) -> _KernelArgs:
         shifted = cast(np.einsum("ki,ij->kj", centered, prec))
         shift = np.broadcast_to(center.astype(np.float64), centered.shape).copy()
     else:
-        shifted = np.zeros_like(means)
+        # diag: the log-density's ``x prec - (mu_k - c) prec`` (one FMA).
+        diag = params.covariance_type == "diag"
+        shifted = cast(centered * prec) if diag else means
         shift = center.astype(np.float64) + means.astype(np.float64)
     return _KernelArgs(cast(log_norm), center, means, cast(prec), shifted, shift)
 
@@ -359,7 +363,7 @@ def e_step(
         kernel, middle = _k.estep_tied, (a.prec, a.shifted, a.means)
     elif cov == "diag":
         sxx = np.zeros((T, K, D))
-        kernel, middle = _k.estep_diag, (a.means, a.prec)
+        kernel, middle = _k.estep_diag, (a.means, a.prec, a.shifted)
     else:
         sxx = np.zeros((T, K))
         kernel, middle = _k.estep_spherical, (a.means, a.prec)
@@ -420,7 +424,7 @@ def per_row(
     out_label = np.empty(N if labels else 0, dtype=np.int64)
     a = _kernel_args(params, X.dtype, log_norm)
     block = block_rows(D, X.dtype.itemsize, compute_bound=_COMPUTE_BOUND)
-    means = a.shifted if cov == "tied" else a.means
+    means = a.shifted if cov in ("tied", "diag") else a.means
     kernel = _PER_ROW_KERNELS[cov]
     if cov == "full" and D <= _k.SMALL_FULL_D:
         kernel = _k.per_row_full_small
