@@ -126,7 +126,8 @@ def all_finite(arr: np.ndarray, n_threads: int | None = None) -> bool:
     """
     if arr.size == 0:
         return True
-    rows = max(1, _FINITE_TASK_BYTES // (arr.shape[1] * arr.itemsize))
+    row_bytes = arr.itemsize * (arr.size // arr.shape[0])
+    rows = max(1, _FINITE_TASK_BYTES // row_bytes)
     n_tasks = -(-arr.shape[0] // rows)
     sums = np.zeros(n_tasks, dtype=arr.dtype)
 

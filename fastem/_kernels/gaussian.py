@@ -181,7 +181,7 @@ def _log_prob_diag(xt, nb, scaled, prec, log_norm, L):
     ``t = x prec - scaled`` is one FMA per feature, where ``(x - mu) prec``
     took a subtraction and a multiplication: two floating-point operations
     per feature and component instead of three, which set the pace of this
-    loop (16x16, one thread: 17 -> 12 ms per 10^6 rows).  With the product
+    loop (16x16, one thread: 17 -> 13-14 ms per 10^6 rows).  With the product
     ``mu prec`` formed inside the kernel, LLVM's fast-math reassociation
     factored the expression back into ``(x - mu) prec``; an argument it
     cannot see through keeps the FMA.  The error of ``t`` is that of
