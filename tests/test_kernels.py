@@ -799,3 +799,33 @@ def test_block_bytes_environment_variable(monkeypatch):
     for name in ("znver4", "rocketlake"):
         monkeypatch.setattr(layout, "_host_cpu_name", lambda name=name: name)
         assert layout._compute_bound_block_bytes() == 131072
+
+
+@pytest.mark.parametrize("n_features", [3, 9, 16])
+def test_diag_log_densities_of_tight_components_far_from_the_mixture_mean(
+    n_features,
+):
+    """The diag log-density forms ``x prec - (mu - c) prec`` with one FMA, so
+    its error is that of rounding the scaled mean, ``eps |mu - c| / sigma``
+    (here 2e4: about 3e-12 on a distance of order one), not the
+    ``eps (|mu - c| / sigma)^2`` of an expanded square.  Rows of three tight
+    components 2e4 standard deviations from the mixture mean, feature
+    counts that take the eight-, four- and one-feature sweeps."""
+    rng = np.random.default_rng(80 + n_features)
+    sigma = np.array([0.5, 1.0, 2.0])
+    means = rng.choice([-2e4, 2e4], size=(K, n_features)) * sigma[:, None]
+    covariances = np.repeat(sigma[:, None] ** 2, n_features, axis=1)
+    covariances *= rng.uniform(0.5, 1.5, covariances.shape)
+    weights = np.array([0.2, 0.3, 0.5])
+    labels = rng.integers(0, K, 600)
+    X = means[labels] + rng.normal(size=(600, n_features)) * np.sqrt(
+        covariances[labels]
+    )
+    ref = mixture_from_precisions(weights, means, 1.0 / covariances, "diag")
+    params = make_gaussian_params(weights, means, covariances, "diag")
+    lse, resp, _ = gaussian_per_row(X, params, responsibilities=True)
+    expected = score_samples(X, ref)
+    # Measured: at most 5e-11; the expanded square around the mixture mean
+    # (x^2 p - 2 x mu p + mu^2 p) is 2e-6 to 1e-5 off on these rows.
+    np.testing.assert_allclose(lse, expected, rtol=0, atol=1e-9)
+    assert_close(resp, predict_proba(X, ref), 1e-9, "responsibilities")
