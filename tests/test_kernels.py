@@ -141,8 +141,8 @@ def test_responsibilities_are_weighted_posteriors_without_subnormals(dtype, weig
     ],
 )
 def test_rows_load_into_block_columns(dtype, block_dtype):
-    """The block load (8 x 8 register tiles, then the leftover features and
-    rows) equals numpy's transpose of ``X[r0:r0 + nb] - center`` exactly,
+    """The block load (8 x 8 register tiles, sixteen rows or a last eight at a
+    time, then the leftover features and rows) equals numpy's transpose of ``X[r0:r0 + nb] - center`` exactly,
     for every way D and nb split into tiles, and writes no other column.
     Rows are converted to the block's dtype before centring (float32 rows in
     a float64 block are centred in float64)."""
@@ -165,7 +165,16 @@ def test_rows_load_into_block_columns(dtype, block_dtype):
     for D in (1, 2, 3, 4, 7, 8, 9, 16, 21, 64):
         X = (rng.standard_normal((90, D)) * 100).astype(dtype)
         center = rng.standard_normal(D).astype(center_dtype)
-        for r0, nb in [(0, 0), (3, 1), (5, 8), (0, 17), (11, 64), (26, 64)]:
+        for r0, nb in [
+            (0, 0),
+            (3, 1),
+            (5, 8),
+            (0, 17),
+            (2, 24),
+            (7, 41),
+            (11, 64),
+            (26, 64),
+        ]:
             rows = X[r0 : r0 + nb].astype(block_dtype)
             xt = np.full((D, 64), np.nan, block_dtype)
             load_centered(X, r0, nb, center, xt)
