@@ -128,9 +128,10 @@ def load_rows_centered(X, r0, nb, center, xt):
 
     Centering on the mixture mean keeps every later difference small, so a
     float32 block loses no accuracy to data far from the origin.  Whole
-    8 x 8 tiles are transposed in registers (:func:`transpose_tile`); the
-    features past the last whole tile are copied eight rows at a time, and
-    the rows past the last multiple of eight one at a time.  With fewer than
+    8 x 8 tiles are transposed in registers (:func:`transpose_tile`), two
+    tiles of rows (or a last one) per feature tile; the features past the
+    last whole tile are copied for the same rows, and the rows past the
+    last multiple of eight one at a time.  With fewer than
     eight features the block is copied by :func:`_load_narrow_rows`."""
     N, D = X.shape
     if D < TILE:
