@@ -200,7 +200,11 @@ class MixtureEstimator(EstimatorBase):
                 check(X, name="X")
             return CSRSource(X, check_sample_weight(sample_weight, X.shape[0])), X
         source, X_mem = as_source(
-            X, sample_weight, chunk_rows=self.chunk_rows, allow_nan=self._allow_nan
+            X,
+            sample_weight,
+            chunk_rows=self.chunk_rows,
+            allow_nan=self._allow_nan,
+            n_threads=self.n_threads,
         )
         if check is not None:
             if X_mem is not None:
@@ -337,7 +341,13 @@ class MixtureEstimator(EstimatorBase):
                 self._reject_sparse()
             X = as_csr(X, "X", n_features=D)
         else:
-            X = check_data(X, "X", n_features=D, allow_nan=self._allow_nan)
+            X = check_data(
+                X,
+                "X",
+                n_features=D,
+                allow_nan=self._allow_nan,
+                n_threads=self.n_threads,
+            )
         check = self._value_check()
         if check is not None:
             check(X, name="X")
@@ -553,7 +563,13 @@ def _chunk_problem(X, w, check):
 
 def _rows(X, per_row, params, which, check, allow_nan, n_threads):
     """Per-row output ``which`` for a block of rows (validated here)."""
-    X = check_data(X, "X", n_features=params.n_features, allow_nan=allow_nan)
+    X = check_data(
+        X,
+        "X",
+        n_features=params.n_features,
+        allow_nan=allow_nan,
+        n_threads=n_threads,
+    )
     if check is not None:
         check(X, name="X")
     return per_row(X, params, n_threads=n_threads, **{which: True})[

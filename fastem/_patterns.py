@@ -189,8 +189,8 @@ def fill_with(X: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(X), values.astype(X.dtype), X)
 
 
-def has_nan(X: np.ndarray) -> bool:
+def has_nan(X: np.ndarray, n_threads: int | None = None) -> bool:
     """Whether a validated float array (no infinite values) holds any NaN:
-    one pass on the kernels' threads, a second only when it finds a value
+    one pass on ``n_threads`` threads, a second only when it finds a value
     that is not finite (or finite values whose sum overflows)."""
-    return not all_finite(X) and bool(np.isnan(X.min()))
+    return not all_finite(X, n_threads) and bool(np.isnan(X.min()))

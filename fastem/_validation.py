@@ -24,6 +24,7 @@ def check_data(
     min_samples: int = 1,
     allow_nan: bool = False,
     allow_all_nan_rows: bool = False,
+    n_threads: int | None = None,
 ) -> np.ndarray:
     """Return ``X`` as a C-contiguous float32/float64 2-d array.
 
@@ -32,7 +33,8 @@ def check_data(
     a wrong number of features, and non-finite values.  With ``allow_nan``,
     NaN entries are missing values and allowed (infinite values are still
     rejected), but a row whose every value is NaN is rejected unless
-    ``allow_all_nan_rows``.
+    ``allow_all_nan_rows``.  The values are checked on ``n_threads`` threads
+    (as in :func:`fastem._parallel.resolve_n_threads`).
     """
     return check_data_with_nan(
         X,
@@ -41,6 +43,7 @@ def check_data(
         min_samples=min_samples,
         allow_nan=allow_nan,
         allow_all_nan_rows=allow_all_nan_rows,
+        n_threads=n_threads,
     )[0]
 
 
@@ -52,6 +55,7 @@ def check_data_with_nan(
     min_samples: int = 1,
     allow_nan: bool = False,
     allow_all_nan_rows: bool = False,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, bool]:
     """:func:`check_data`, and whether the validated array holds any NaN
     (found by the same pass over the values)."""
@@ -93,7 +97,7 @@ def check_data_with_nan(
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     arr = np.ascontiguousarray(arr)
-    if all_finite(arr):
+    if all_finite(arr, n_threads):
         return arr, False
     if allow_nan:
         return arr, _check_missing(arr, name, allow_all_nan_rows)

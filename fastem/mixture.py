@@ -446,5 +446,5 @@ class GaussianMixture(MixtureEstimator):
 def _per_row(X, params: g.GaussianParams, n_threads=None, **want):
     """``per_row`` of the complete-data or (when ``X`` has NaN) the
     missing-value family."""
-    per_row = gm.per_row if has_nan(X) else g.per_row
+    per_row = gm.per_row if has_nan(X, n_threads) else g.per_row
     return per_row(X, params, n_threads=n_threads, **want)

@@ -295,7 +295,9 @@ def is_dask_array(X) -> bool:
     )
 
 
-def as_source(X, sample_weight=None, *, chunk_rows=None, allow_nan=False):
+def as_source(
+    X, sample_weight=None, *, chunk_rows=None, allow_nan=False, n_threads=None
+):
     """The data source for ``X``, validated, with the array to use in memory.
 
     Returns ``(source, X_in_memory)``; ``X_in_memory`` is None for an
@@ -306,7 +308,8 @@ def as_source(X, sample_weight=None, *, chunk_rows=None, allow_nan=False):
       (validated by one pass before fitting);
     * a ``dask.array.Array``: :class:`fastem._dask.DaskSource`;
     * a callable, or a list/tuple of arrays: :class:`IterableSource`;
-    * anything else: an in-memory :class:`ArraySource`.
+    * anything else: an in-memory :class:`ArraySource`, whose values are
+      checked on ``n_threads`` threads.
     """
     if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
         X = np.load(X, mmap_mode="r")
@@ -339,6 +342,6 @@ def as_source(X, sample_weight=None, *, chunk_rows=None, allow_nan=False):
         source = ChunkedSource(X, sample_weight, chunk_rows, allow_nan=allow_nan)
         source.validate()
         return source, None
-    X, nan = check_data_with_nan(X, "X", allow_nan=allow_nan)
+    X, nan = check_data_with_nan(X, "X", allow_nan=allow_nan, n_threads=n_threads)
     sw = check_sample_weight(sample_weight, X.shape[0])
     return ArraySource(X, sw, has_nan=nan), X

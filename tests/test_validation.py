@@ -433,3 +433,23 @@ def test_validation_reports_missing_values(dtype):
     assert nan and has_nan(checked)
     with pytest.raises(ValueError, match=r"X contains NaN.*row 200000, column 2"):
         check_data_with_nan(X)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_validation_runs_on_the_estimators_threads(monkeypatch, n_threads):
+    """fit and the per-row methods check the values of X on the estimator's
+    ``n_threads`` (a caller limiting fastem to one thread gets one thread)."""
+    import fastem._validation as validation
+
+    seen = []
+    run_tasks = validation.run_tasks
+
+    def recording(kernel, n_tasks, *args, n_threads=None):
+        seen.append(n_threads)
+        return run_tasks(kernel, n_tasks, *args, n_threads=n_threads)
+
+    monkeypatch.setattr(validation, "run_tasks", recording)
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    model = fastem.GaussianMixture(2, n_threads=n_threads, random_state=0).fit(X)
+    model.predict(X)
+    assert seen and set(seen) == {n_threads}
