@@ -16,35 +16,9 @@ from ._parallel import run_tasks
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
-def check_data(
-    X,
-    name: str = "X",
-    *,
-    n_features: int | None = None,
-    min_samples: int = 1,
-    allow_nan: bool = False,
-    allow_all_nan_rows: bool = False,
-    n_threads: int | None = None,
-) -> np.ndarray:
-    """Return ``X`` as a C-contiguous float32/float64 2-d array.
-
-    float32 and float64 are kept; other real numeric dtypes are converted to
-    float64.  Raises on non-numeric data, wrong dimensionality, too few rows,
-    a wrong number of features, and non-finite values.  With ``allow_nan``,
-    NaN entries are missing values and allowed (infinite values are still
-    rejected), but a row whose every value is NaN is rejected unless
-    ``allow_all_nan_rows``.  The values are checked on ``n_threads`` threads
-    (as in :func:`fastem._parallel.resolve_n_threads`).
-    """
-    return check_data_with_nan(
-        X,
-        name,
-        n_features=n_features,
-        min_samples=min_samples,
-        allow_nan=allow_nan,
-        allow_all_nan_rows=allow_all_nan_rows,
-        n_threads=n_threads,
-    )[0]
+def check_data(X, name: str = "X", **options) -> np.ndarray:
+    """``X`` validated by :func:`check_data_with_nan` (same ``options``)."""
+    return check_data_with_nan(X, name, **options)[0]
 
 
 def check_data_with_nan(
@@ -57,8 +31,17 @@ def check_data_with_nan(
     allow_all_nan_rows: bool = False,
     n_threads: int | None = None,
 ) -> tuple[np.ndarray, bool]:
-    """:func:`check_data`, and whether the validated array holds any NaN
-    (found by the same pass over the values)."""
+    """Return ``X`` as a C-contiguous float32/float64 2-d array, and whether
+    it holds any NaN (found by the same pass over the values).
+
+    float32 and float64 are kept; other real numeric dtypes are converted to
+    float64.  Raises on non-numeric data, wrong dimensionality, too few rows,
+    a wrong number of features, and non-finite values.  With ``allow_nan``,
+    NaN entries are missing values and allowed (infinite values are still
+    rejected), but a row whose every value is NaN is rejected unless
+    ``allow_all_nan_rows``.  The values are checked on ``n_threads`` threads
+    (as in :func:`fastem._parallel.resolve_n_threads`).
+    """
     if hasattr(X, "toarray") and hasattr(X, "nnz"):
         raise TypeError(f"{name} is a sparse matrix; GaussianMixture needs dense data")
     try:
