@@ -23,8 +23,10 @@ Conventions shared by every kernel
 * Rows are centered on ``center`` (the mixture mean, in the dtype of ``X``)
   as they are loaded, and ``means``/``shifted_means`` are given relative to
   it.  Second moments are accumulated around the (centered) current means, or
-  around ``center`` itself for ``tied``, so data far from the origin neither
-  cancel catastrophically in the M-step nor lose float32 accuracy.
+  around ``center`` itself for ``tied`` (and for ``diag`` components within a
+  few standard deviations of it, shifted to their means per block), so data
+  far from the origin neither cancel catastrophically in the M-step nor lose
+  float32 accuracy.
 """
 
 from __future__ import annotations
