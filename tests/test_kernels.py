@@ -883,3 +883,29 @@ def test_diag_second_moments_at_any_distance_from_the_mixture_mean(
     np.testing.assert_allclose(
         stats.sum_xx, expected, rtol=1e-11 if dtype == np.float64 else 1e-5
     )
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_diag_log_densities_for_every_feature_remainder(
+    make_mixture, n_features, dtype
+):
+    """The diag log-density takes features eight (float64) or four
+    (float32) at a time and the one to three left over in a first sweep
+    with zero coefficients for the missing ones: every remainder, with and
+    without whole sweeps before it, gives the reference log-densities and
+    posteriors (300 rows)."""
+    X, _ = make_mixture(300, n_features, K, seed=130 + n_features)
+    ref, params = _start(X, "diag")
+    Xd = X.astype(dtype)
+    Xr = Xd.astype(np.float64)
+    logp, proba = gaussian_per_row(Xd, params, responsibilities=True)[:2]
+    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
+    np.testing.assert_allclose(
+        proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
+    )
+    stats = gaussian_stats(Xd, params)
+    resp, mean_loglik = e_step(Xr, ref)
+    np.testing.assert_allclose(
+        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=RTOL_SUM[dtype]
+    )

@@ -200,12 +200,42 @@ def _log_prob_diag(xt, nb, scaled, prec, log_norm, L):
     K = scaled.shape[0]
     by_eight = D - D % 8 if holds_float64(xt) else 0
     by_four = D - (D - by_eight) % 4
+    last = D - 1
+    zero = zero_of(xt)
     for k in range(K):
         row = L[k]
         m = scaled[k]
         p = prec[k]
-        for b in range(nb):
-            row[b] = 0.0
+        # The one to three features after the sweeps of four or eight go
+        # first, in one sweep that writes ``log_norm[k] - sum t^2`` (or just
+        # ``log_norm[k]`` when there are none); the sweeps subtract.  Features
+        # past the end repeat the last one with zero coefficients (their
+        # ``t`` is 0).  One feature per sweep, with a sweep to clear the row
+        # and one to subtract it from ``log_norm``, stored the row four times
+        # at D = 2: 2x8 diag fits 3-5 % faster (one thread).
+        c = log_norm[k]
+        i0 = min(by_four, last)
+        i1 = min(by_four + 1, last)
+        i2 = min(by_four + 2, last)
+        y0 = xt[i0]
+        y1 = xt[i1]
+        y2 = xt[i2]
+        a0 = p[i0] if by_four < D else zero
+        a1 = p[i1] if by_four + 1 < D else zero
+        a2 = p[i2] if by_four + 2 < D else zero
+        s0 = m[i0] if by_four < D else zero
+        s1 = m[i1] if by_four + 1 < D else zero
+        s2 = m[i2] if by_four + 2 < D else zero
+        # Loop bounds rather than an if/else: with the branch, LLVM left
+        # this loop scalar.
+        n_rest = nb if by_four < D else 0
+        for b in range(n_rest):
+            u0 = y0[b] * a0 - s0
+            u1 = y1[b] * a1 - s1
+            u2 = y2[b] * a2 - s2
+            row[b] = c - ((u0 * u0 + u1 * u1) + u2 * u2)
+        for b in range(nb - n_rest):
+            row[b] = c
         for d in range(0, by_eight, 8):
             m0 = m[d]
             m1 = m[d + 1]
@@ -240,7 +270,7 @@ def _log_prob_diag(xt, nb, scaled, prec, log_norm, L):
                 t5 = x5[b] * p5 - m5
                 t6 = x6[b] * p6 - m6
                 t7 = x7[b] * p7 - m7
-                row[b] += ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + (
+                row[b] -= ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)) + (
                     (t4 * t4 + t5 * t5) + (t6 * t6 + t7 * t7)
                 )
         for d in range(by_eight, by_four, 4):
@@ -261,17 +291,7 @@ def _log_prob_diag(xt, nb, scaled, prec, log_norm, L):
                 t1 = x1[b] * p1 - m1
                 t2 = x2[b] * p2 - m2
                 t3 = x3[b] * p3 - m3
-                row[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
-        for d in range(by_four, D):
-            md = m[d]
-            pd = p[d]
-            xd = xt[d]
-            for b in range(nb):
-                t = xd[b] * pd - md
-                row[b] += t * t
-        c = log_norm[k]
-        for b in range(nb):
-            row[b] = c - row[b]
+                row[b] -= (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
 
 
 @njit(**SHARED)
