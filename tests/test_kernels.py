@@ -905,7 +905,7 @@ def test_diag_log_densities_for_every_feature_remainder(
         proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
     )
     stats = gaussian_stats(Xd, params)
-    resp, mean_loglik = e_step(Xr, ref)
+    _, mean_loglik = e_step(Xr, ref)
     np.testing.assert_allclose(
         stats.log_likelihood / stats.total_weight, mean_loglik, rtol=RTOL_SUM[dtype]
     )
