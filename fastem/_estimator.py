@@ -30,7 +30,9 @@ Hooks
     rejects values outside the family's support (or None).
 ``_allow_nan``
     Whether NaN entries (missing values) are accepted; in-memory data only,
-    out-of-core, streamed or Dask data with NaN is rejected by ``fit``.
+    out-of-core, streamed or Dask data with NaN is rejected by ``fit``.  The
+    per-row function then also takes ``has_nan`` (whether the rows hold NaN,
+    found by the validation pass; None: look).
 ``_min_samples``
     Fewest rows ``fit`` accepts (besides ``n_samples >= n_components``).
 ``_make_family()``
@@ -73,7 +75,7 @@ from . import em
 from ._base import EstimatorBase, stderr_reporter
 from ._sparse import CSRSource, as_csr, is_sparse
 from ._validation import (
-    check_data,
+    check_data_with_nan,
     check_int,
     check_option,
     check_param_array,
@@ -333,15 +335,17 @@ class MixtureEstimator(EstimatorBase):
         return None
 
     def _validated_X(self, X):
-        """In-memory ``X`` for the per-row methods, validated."""
+        """In-memory ``X`` for the per-row methods, validated, and whether it
+        holds NaN."""
         self._check_is_fitted()
         D = self.n_features_in_
+        nan = False
         if is_sparse(X):
             if not self._accepts_sparse:
                 self._reject_sparse()
             X = as_csr(X, "X", n_features=D)
         else:
-            X = check_data(
+            X, nan = check_data_with_nan(
                 X,
                 "X",
                 n_features=D,
@@ -351,11 +355,17 @@ class MixtureEstimator(EstimatorBase):
         check = self._value_check()
         if check is not None:
             check(X, name="X")
-        return X
+        return X, nan
 
-    def _per_row(self, X, **want):
-        return self._per_row_function()(
-            X, self._params, n_threads=self.n_threads, **want
+    def _per_row(self, X, has_nan=None, **want):
+        return _call_per_row(
+            self._per_row_function(),
+            X,
+            self._params,
+            self._allow_nan,
+            has_nan,
+            self.n_threads,
+            want,
         )
 
     # ------------------------------------------------------------ inference
@@ -403,8 +413,8 @@ class MixtureEstimator(EstimatorBase):
                 return np.concatenate(
                     source.map_chunks(_rows_chunk, *args, self.n_threads)
                 )
-        X = self._validated_X(X)
-        return self._per_row(X, **{which: True})[_OUTPUT_INDEX[which]]
+        X, nan = self._validated_X(X)
+        return self._per_row(X, nan, **{which: True})[_OUTPUT_INDEX[which]]
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each row.
@@ -563,7 +573,7 @@ def _chunk_problem(X, w, check):
 
 def _rows(X, per_row, params, which, check, allow_nan, n_threads):
     """Per-row output ``which`` for a block of rows (validated here)."""
-    X = check_data(
+    X, nan = check_data_with_nan(
         X,
         "X",
         n_features=params.n_features,
@@ -572,9 +582,18 @@ def _rows(X, per_row, params, which, check, allow_nan, n_threads):
     )
     if check is not None:
         check(X, name="X")
-    return per_row(X, params, n_threads=n_threads, **{which: True})[
-        _OUTPUT_INDEX[which]
-    ]
+    want = {which: True}
+    out = _call_per_row(per_row, X, params, allow_nan, nan, n_threads, want)
+    return out[_OUTPUT_INDEX[which]]
+
+
+def _call_per_row(per_row, X, params, allow_nan, has_nan, n_threads, want):
+    """``per_row(X, params, ...)``, with the NaN flag for families that
+    accept missing values (``_allow_nan``), so that they need not scan the
+    rows again."""
+    if allow_nan:
+        return per_row(X, params, n_threads=n_threads, has_nan=has_nan, **want)
+    return per_row(X, params, n_threads=n_threads, **want)
 
 
 def _rows_chunk(X, w, per_row, params, which, check, allow_nan, n_threads):

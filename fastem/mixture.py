@@ -9,7 +9,7 @@ import numpy as np
 
 from . import em
 from ._estimator import MixtureEstimator, check_weights_init
-from ._patterns import has_nan
+from ._patterns import has_nan as _has_nan
 from ._validation import (
     check_data,
     check_int,
@@ -443,8 +443,10 @@ class GaussianMixture(MixtureEstimator):
         return g.sample(self._params, n_samples, rng)
 
 
-def _per_row(X, params: g.GaussianParams, n_threads=None, **want):
+def _per_row(X, params: g.GaussianParams, n_threads=None, has_nan=None, **want):
     """``per_row`` of the complete-data or (when ``X`` has NaN) the
-    missing-value family."""
-    per_row = gm.per_row if has_nan(X, n_threads) else g.per_row
+    missing-value family; ``has_nan`` None looks at ``X``."""
+    if has_nan is None:
+        has_nan = _has_nan(X, n_threads)
+    per_row = gm.per_row if has_nan else g.per_row
     return per_row(X, params, n_threads=n_threads, **want)

@@ -453,3 +453,32 @@ def test_validation_runs_on_the_estimators_threads(monkeypatch, n_threads):
     model = fastem.GaussianMixture(2, n_threads=n_threads, random_state=0).fit(X)
     model.predict(X)
     assert seen and set(seen) == {n_threads}
+
+
+def test_per_row_methods_take_the_nan_flag_from_validation(monkeypatch):
+    """The validation pass finds whether X holds NaN, and GaussianMixture's
+    per-row methods use that flag instead of scanning X again; rows with
+    NaN still go to the missing-value kernels (the outputs equal those
+    found with the scan)."""
+    import fastem.mixture as mixture
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 3))
+    X_nan = X.copy()
+    X_nan[::7, 1] = np.nan
+    model = fastem.GaussianMixture(2, random_state=0).fit(X)
+    methods = ("predict", "predict_proba", "score_samples")
+    expected = {
+        (name, i): getattr(model, name)(data)
+        for name in methods
+        for i, data in enumerate((X, X_nan))
+    }
+
+    def no_second_scan(*args, **kwargs):
+        raise AssertionError("X scanned for NaN a second time")
+
+    monkeypatch.setattr(mixture, "_has_nan", no_second_scan)
+    for name in methods:
+        for i, data in enumerate((X, X_nan)):
+            np.testing.assert_array_equal(getattr(model, name)(data), expected[name, i])
+    assert np.isnan(X_nan).any() and not np.isnan(expected["score_samples", 1]).any()
