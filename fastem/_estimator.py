@@ -185,10 +185,10 @@ class MixtureEstimator(EstimatorBase):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        X_mem = self._fit(X, sample_weight)
+        X_mem, has_nan = self._fit(X, sample_weight)
         if X_mem is None:
             return self.predict(X)
-        return self._per_row(X_mem, labels=True)[2]
+        return self._per_row(X_mem, has_nan, labels=True)[2]
 
     def _make_source(self, X, sample_weight):
         """The validated data source and the in-memory data (None when out
@@ -222,7 +222,8 @@ class MixtureEstimator(EstimatorBase):
     def _prepare(self, X, sample_weight):
         """Validate everything and build the data source and family.
 
-        Returns ``(source, family, init_source, X_in_memory)``.
+        Returns ``(source, family, init_source, X_in_memory, has_nan)``,
+        ``has_nan`` from the validation pass over ``X``.
         """
         self._validate_hyperparameters()
         source, X_mem = self._make_source(X, sample_weight)
@@ -248,8 +249,9 @@ class MixtureEstimator(EstimatorBase):
                 "X contains NaN; missing values are supported for in-memory "
                 "arrays only (not for memory-mapped, streamed or Dask data)"
             )
+        has_nan = bool(getattr(source, "has_nan", False))
         family, source, init_source = self._family_for(source, X_mem)
-        return source, family, init_source, X_mem
+        return source, family, init_source, X_mem, has_nan
 
     def _family_for(self, source, X_mem):
         """``(family, source, init_source)`` for a fit on ``source``."""
@@ -266,7 +268,9 @@ class MixtureEstimator(EstimatorBase):
         return initialize
 
     def _fit(self, X, sample_weight):
-        source, family, init_source, X_mem = self._prepare(X, sample_weight)
+        """Fit on ``X``; returns ``(X_in_memory, has_nan)`` (see
+        :meth:`_prepare`)."""
+        source, family, init_source, X_mem, has_nan = self._prepare(X, sample_weight)
         D = source.n_features
         initialize = self._initializer(init_source, D)
         warm = None
@@ -293,7 +297,7 @@ class MixtureEstimator(EstimatorBase):
             )
         self._set_fitted_run(run, D)
         self._after_fit(source)
-        return X_mem
+        return X_mem, has_nan
 
     def _set_fitted_run(self, run: em.EMRun, n_features: int) -> None:
         """The fitted parameters and convergence attributes of an EM run."""

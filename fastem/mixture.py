@@ -232,7 +232,7 @@ class GaussianMixture(MixtureEstimator):
                 f"learning_decay must be in (0.5, 1], got {self.learning_decay}"
             )
         check_real(self.learning_offset, "learning_offset")
-        source, family, init_source, _ = self._prepare(X, sample_weight)
+        source, family, init_source, _, _ = self._prepare(X, sample_weight)
         D = source.n_features
         state = getattr(self, "_online", None)
         if hasattr(self, "converged_"):

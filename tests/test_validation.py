@@ -457,7 +457,8 @@ def test_validation_runs_on_the_estimators_threads(monkeypatch, n_threads):
 
 def test_per_row_methods_take_the_nan_flag_from_validation(monkeypatch):
     """The validation pass finds whether X holds NaN, and GaussianMixture's
-    per-row methods use that flag instead of scanning X again; rows with
+    per-row methods and fit_predict use that flag instead of scanning X
+    again; rows with
     NaN still go to the missing-value kernels (the outputs equal those
     found with the scan)."""
     import fastem.mixture as mixture
@@ -482,3 +483,8 @@ def test_per_row_methods_take_the_nan_flag_from_validation(monkeypatch):
         for i, data in enumerate((X, X_nan)):
             np.testing.assert_array_equal(getattr(model, name)(data), expected[name, i])
     assert np.isnan(X_nan).any() and not np.isnan(expected["score_samples", 1]).any()
+    # fit_predict takes the flag from the fit's own validation pass.
+    for data in (X, X_nan):
+        refit = fastem.GaussianMixture(2, random_state=0)
+        labels = refit.fit_predict(data)
+        np.testing.assert_array_equal(labels, refit.predict(data))
