@@ -761,7 +761,7 @@ def estep_full(
     dt = X.dtype
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, dt)
-        w = aligned_rows(2, block, dt)
+        w = aligned_rows(4, block, dt)
         y = aligned_rows(4, block, dt)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)

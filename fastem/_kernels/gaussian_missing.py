@@ -483,7 +483,7 @@ def estep_missing_full(
         npk = np.zeros((p_last - p_first + 1, K))
         work = _full_buffers(D, K, block)
         _xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
-        wpair = aligned_rows(2, block, np.float64)
+        wpair = aligned_rows(4, block, np.float64)
         sums = np.empty(D)
         no_shift = np.zeros(D)
         C = np.empty((D, D))
