@@ -697,13 +697,13 @@ def test_block_log_likelihood_with_many_equal_components(n_components):
     np.testing.assert_allclose(resp.sum(axis=0), 1.0, rtol=1e-13)
 
 
-@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 16])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 18])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_block_scatter_helpers_match_numpy(n_features, dtype):
     """The block scatter helpers (the second moments of the full, tied,
-    missing-value and Student-t E-steps) against numpy, for every number of
-    features modulo the four rows of a register block (the last block repeats
-    its last row) and a block whose
+    missing-value and Student-t E-steps) against numpy, for even and odd
+    numbers of features (an odd one ends with a lone row), row pairs before
+    and after the weighted scatter's 4 x 4 register blocks, and a block whose
     row count is not a multiple of the SIMD width: the lower triangle gets
     the products, the entries above the diagonal are left alone, and the
     weighted version returns the sums of its weighted rows."""

@@ -367,10 +367,86 @@ def upper_tri_sq_norms(diff, nb, U, off, y, out):
 
 
 @njit(**SERIAL)
+def _scatter_row_pair(W, wa, wb, i, i1, diff, nb, S):
+    """``S[i, j] += sum_b W[wa, b] diff[j, b]`` for ``j <= i`` and, when
+    ``i1 > i``, ``S[i1, j] += sum_b W[wb, b] diff[j, b]`` for ``j <= i1`` (a
+    lone last row is passed as ``i1 == i`` and stored once).
+
+    Register-blocked 2 x 4: two weighted rows and four rows of ``diff`` are
+    loaded once per column ``b`` for eight dot products.  Partial sums over
+    the block are kept in the dtype of the buffers and added to ``S``
+    (float64)."""
+    zero = zero_of(diff)
+    va = W[wa]
+    vb = W[wb]
+    Si = S[i]
+    Si1 = S[i1]
+    whole = (i + 1) - (i + 1) % 4
+    for j in range(0, whole, 4):
+        d0 = diff[j]
+        d1 = diff[j + 1]
+        d2 = diff[j + 2]
+        d3 = diff[j + 3]
+        a00 = zero
+        a01 = zero
+        a02 = zero
+        a03 = zero
+        a10 = zero
+        a11 = zero
+        a12 = zero
+        a13 = zero
+        for b in range(nb):
+            x0 = va[b]
+            x1 = vb[b]
+            e0 = d0[b]
+            e1 = d1[b]
+            e2 = d2[b]
+            e3 = d3[b]
+            a00 += x0 * e0
+            a01 += x0 * e1
+            a02 += x0 * e2
+            a03 += x0 * e3
+            a10 += x1 * e0
+            a11 += x1 * e1
+            a12 += x1 * e2
+            a13 += x1 * e3
+        Si[j] += a00
+        Si[j + 1] += a01
+        Si[j + 2] += a02
+        Si[j + 3] += a03
+        if i1 > i:
+            Si1[j] += a10
+            Si1[j + 1] += a11
+            Si1[j + 2] += a12
+            Si1[j + 3] += a13
+    for j in range(whole, i1 + 1):
+        dj = diff[j]
+        a0 = zero
+        a1 = zero
+        for b in range(nb):
+            e = dj[b]
+            a0 += va[b] * e
+            a1 += vb[b] * e
+        if j <= i:
+            Si[j] += a0
+        if i1 > i:
+            Si1[j] += a1
+
+
+@njit(**SHARED)
+def add_lower_scatter(wdiff, diff, nb, S):
+    """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i``, two rows
+    of ``wdiff`` at a time (:func:`_scatter_row_pair`)."""
+    D = diff.shape[0]
+    for i in range(0, D, 2):
+        i1 = min(i + 1, D - 1)
+        _scatter_row_pair(wdiff, i, i1, i, i1, diff, nb, S)
+
+
+@njit(**SERIAL)
 def _scatter_row_quad(W, wa, wb, wc, wd, i, diff, nb, S):
     """``S[i + r, j] += sum_b W[w_r, b] diff[j, b]`` for the four rows ``i ..
-    i + 3`` (``w_0 .. w_3 = wa .. wd``) and every ``j <= i + r``; rows past
-    the last of ``S`` are passed again as the last one and not stored.
+    i + 3`` (``w_0 .. w_3 = wa .. wd``) and every ``j <= i + r``.
 
     Register-blocked 4 x 4: four weighted rows and four rows of ``diff`` are
     loaded once per column ``b`` for sixteen dot products, half a load per
@@ -378,16 +454,15 @@ def _scatter_row_quad(W, wa, wb, wc, wd, i, diff, nb, S):
     above it, which are dropped.  Partial sums over the block are kept in the
     dtype of the buffers and added to ``S`` (float64)."""
     zero = zero_of(diff)
-    last = S.shape[0] - 1
     v0 = W[wa]
     v1 = W[wb]
     v2 = W[wc]
     v3 = W[wd]
     for j in range(0, i + 1, 4):
         d0 = diff[j]
-        d1 = diff[min(j + 1, last)]
-        d2 = diff[min(j + 2, last)]
-        d3 = diff[min(j + 3, last)]
+        d1 = diff[j + 1]
+        d2 = diff[j + 2]
+        d3 = diff[j + 3]
         a00 = zero
         a01 = zero
         a02 = zero
@@ -438,42 +513,30 @@ def _scatter_row_quad(W, wa, wb, wc, wd, i, diff, nb, S):
             S[i, j + 1] += a01
             S[i, j + 2] += a02
             S[i, j + 3] += a03
-        if i + 1 <= last:
-            S[i + 1, j] += a10
-            S[i + 1, j + 1] += a11
-            if off:
-                S[i + 1, j + 2] += a12
-                S[i + 1, j + 3] += a13
-        if i + 2 <= last:
-            S[i + 2, j] += a20
-            S[i + 2, j + 1] += a21
-            S[i + 2, j + 2] += a22
-            if off:
-                S[i + 2, j + 3] += a23
-        if i + 3 <= last:
-            S[i + 3, j] += a30
-            S[i + 3, j + 1] += a31
-            S[i + 3, j + 2] += a32
-            S[i + 3, j + 3] += a33
+        S[i + 1, j] += a10
+        S[i + 1, j + 1] += a11
+        if off:
+            S[i + 1, j + 2] += a12
+            S[i + 1, j + 3] += a13
+        S[i + 2, j] += a20
+        S[i + 2, j + 1] += a21
+        S[i + 2, j + 2] += a22
+        if off:
+            S[i + 2, j + 3] += a23
+        S[i + 3, j] += a30
+        S[i + 3, j + 1] += a31
+        S[i + 3, j + 2] += a32
+        S[i + 3, j + 3] += a33
 
 
-@njit(**SHARED)
-def add_lower_scatter(wdiff, diff, nb, S):
-    """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i``, four rows
-    of ``wdiff`` at a time (:func:`_scatter_row_quad`)."""
-    last = diff.shape[0] - 1
-    for i in range(0, last + 1, 4):
-        _scatter_row_quad(
-            wdiff,
-            i,
-            min(i + 1, last),
-            min(i + 2, last),
-            min(i + 3, last),
-            i,
-            diff,
-            nb,
-            S,
-        )
+#: The weighted scatter's rows from this one on go through 4 x 4 register
+#: blocks (:func:`_scatter_row_quad`), the rows before it and the one to
+#: three after the last whole block through 2 x 4 ones
+#: (:func:`_scatter_row_pair`).  A 4 x 4 block ends in sixteen reductions
+#: and, on the diagonal, computes six products above it; at 10^6 rows, 16
+#: components and one thread, 4 x 4 blocks for every row made the E-step 9 %
+#: faster at 64 features but 10 % slower at 5 and 6.
+QUAD_ROWS_FROM = 8
 
 
 @njit(**SHARED)
@@ -482,31 +545,52 @@ def add_weighted_lower_scatter(xt, nb, resp, k, shift, w, S, sums):
     ``r = resp[k]`` and ``s = shift``, and ``sums[i] = sum_b r_b (x_ib -
     s_i)`` (float64).
 
-    The weighted rows are formed four at a time in the ``(4, B)`` scratch
-    ``w``, just before the products that use them (:func:`_scatter_row_quad`).
-    A weighted copy of the whole ``(D, B)`` block did not fit in L1 beside
-    the block: at 16x16 the copy took 2.9 cycles per vector of eight rows,
-    and the whole E-step ran 7 % slower (83.5 -> 77.9 ms per 500,000 rows on
-    one thread, with the same sums)."""
-    last = xt.shape[0] - 1
+    The weighted rows are formed two or four at a time (see
+    :data:`QUAD_ROWS_FROM`) in the ``(4, B)`` scratch ``w``, just before the
+    products that use them.  A weighted copy of the whole ``(D, B)`` block
+    did not fit in L1 beside the block: at 16x16 the copy took 2.9 cycles
+    per vector of eight rows, and the whole E-step ran 7 % slower (83.5 ->
+    77.9 ms per 500,000 rows on one thread, with the same sums)."""
+    D = xt.shape[0]
     zero = zero_of(xt)
     rk = resp[k]
     w0 = w[0]
     w1 = w[1]
     w2 = w[2]
     w3 = w[3]
-    for i in range(0, last + 1, 4):
-        i1 = min(i + 1, last)
-        i2 = min(i + 2, last)
-        i3 = min(i + 3, last)
+    quad_begin = min(D, QUAD_ROWS_FROM)
+    quad_end = quad_begin + (D - quad_begin) // 4 * 4
+    # Row pairs before and after the 4 x 4 blocks, in one loop.
+    pairs_before = (quad_begin + 1) // 2
+    for p in range(pairs_before + (D - quad_end + 1) // 2):
+        i = 2 * p if p < pairs_before else quad_end + 2 * (p - pairs_before)
+        i1 = min(i + 1, D - 1)
         s0 = shift[i]
         s1 = shift[i1]
-        s2 = shift[i2]
-        s3 = shift[i3]
         x0 = xt[i]
         x1 = xt[i1]
-        x2 = xt[i2]
-        x3 = xt[i3]
+        c0 = zero
+        c1 = zero
+        for b in range(nb):
+            r = rk[b]
+            a0 = r * (x0[b] - s0)
+            a1 = r * (x1[b] - s1)
+            w0[b] = a0
+            w1[b] = a1
+            c0 += a0
+            c1 += a1
+        sums[i1] = c1
+        sums[i] = c0
+        _scatter_row_pair(w, 0, 1, i, i1, xt, nb, S)
+    for i in range(quad_begin, quad_end, 4):
+        s0 = shift[i]
+        s1 = shift[i + 1]
+        s2 = shift[i + 2]
+        s3 = shift[i + 3]
+        x0 = xt[i]
+        x1 = xt[i + 1]
+        x2 = xt[i + 2]
+        x3 = xt[i + 3]
         c0 = zero
         c1 = zero
         c2 = zero
@@ -525,9 +609,8 @@ def add_weighted_lower_scatter(xt, nb, resp, k, shift, w, S, sums):
             c1 += a1
             c2 += a2
             c3 += a3
-        # Rows past the last repeat it: their sums are the same.
-        sums[i3] = c3
-        sums[i2] = c2
-        sums[i1] = c1
         sums[i] = c0
+        sums[i + 1] = c1
+        sums[i + 2] = c2
+        sums[i + 3] = c3
         _scatter_row_quad(w, 0, 1, 2, 3, i, xt, nb, S)
