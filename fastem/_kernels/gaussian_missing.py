@@ -483,7 +483,7 @@ def estep_missing_full(
         npk = np.zeros((p_last - p_first + 1, K))
         work = _full_buffers(D, K, block)
         _xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
-        wpair = aligned_rows(4, block, np.float64)
+        wrows = aligned_rows(4, block, np.float64)
         sums = np.empty(D)
         no_shift = np.zeros(D)
         C = np.empty((D, D))
@@ -510,7 +510,7 @@ def estep_missing_full(
                 nk[t, k] += tot
                 # sum_b r_kb d_b d_b^T and sum_b r_kb d_b, d = completed row - mu_k.
                 add_weighted_lower_scatter(
-                    dk[k], nb, resp, k, no_shift, wpair, sxx[t, k], sums
+                    dk[k], nb, resp, k, no_shift, wrows, sxx[t, k], sums
                 )
                 for i in range(D):
                     sx[t, k, i] += sums[i]
