@@ -19,7 +19,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .._config import OVERLOAD, SERIAL, SHARED
-from ._math import above_weight_floor, exp_simd, log_simd, zero_of
+from ._math import above_weight_floor, exp_simd, log_simd, reciprocal, zero_of
 from ._transpose import TILE, prefetch, transpose_tile
 
 
@@ -285,7 +285,7 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
             lse = float(rowmax[b]) + log_simd(float(total[b]))
             ll += w * lse if w != 0.0 else 0.0
             wsum += w
-            total[b] = w / total[b]
+            total[b] = w * reciprocal(total[b])
     else:
         # Sum of logs as logs of products of `group` factors: each factor is
         # in [1, K], so a float64 product stays below K^group <= 2^1000.
@@ -305,7 +305,7 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
             ll += math.log(prod)
         for b in range(nb):
             ll += rowmax[b]
-            total[b] = 1.0 / total[b]
+            total[b] = reciprocal(total[b])
         wsum = float(nb)
     joint = zero_of(L)
     for k in range(K):
@@ -341,7 +341,7 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
             lse[b] = float(rowmax[b]) + log_simd(float(total[b]))
     if want_resp:
         for b in range(nb):
-            total[b] = 1.0 / total[b]
+            total[b] = reciprocal(total[b])
         # Whole 8 x 8 tiles of components and rows are scaled and transposed
         # in registers; the leftover rows, then the leftover components, one
         # value at a time.

