@@ -922,6 +922,39 @@ def test_diag_second_moments_at_any_distance_from_the_mixture_mean(
     )
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 9])
+@pytest.mark.parametrize("cov", ["spherical", "tied"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_distance_log_densities_for_every_feature_remainder(
+    make_mixture, n_features, cov, dtype
+):
+    """The spherical and tied log-densities sum squared distances four
+    components at a time, the one to three features after the sweeps of four
+    first (repeating the last feature with zero weight), and the components
+    after the groups of four one at a time: with five components, every
+    feature remainder, with and without sweeps of four, gives the reference
+    log-densities, posteriors and log-likelihood (300 rows)."""
+    n_components = 5
+    X, _ = make_mixture(300, n_features, n_components, seed=170 + n_features)
+    inits = initial_parameters(X, n_components, cov, seed=171)
+    ref = mixture_from_precisions(
+        inits["weights_init"], inits["means_init"], inits["precisions_init"], cov
+    )
+    params = make_gaussian_params(ref.weights, ref.means, ref.covariances, cov)
+    Xd = X.astype(dtype)
+    Xr = Xd.astype(np.float64)
+    logp, proba = gaussian_per_row(Xd, params, responsibilities=True)[:2]
+    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
+    np.testing.assert_allclose(
+        proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
+    )
+    stats = gaussian_stats(Xd, params)
+    _, mean_loglik = e_step(Xr, ref)
+    np.testing.assert_allclose(
+        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=RTOL_SUM[dtype]
+    )
+
+
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_diag_log_densities_for_every_feature_remainder(

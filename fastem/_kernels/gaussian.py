@@ -48,6 +48,7 @@ from ._math import (
     add_lower_scatter,
     add_weighted_lower_scatter,
     holds_float64,
+    one_of,
     upper_tri_column,
     upper_tri_columns_four,
     upper_tri_sq_norms,
@@ -313,6 +314,28 @@ def _sq_distances(xt, nb, means, Q):
     K = means.shape[0]
     k_whole = K - K % 4
     d_whole = D - D % 4
+    last = D - 1
+    # The one to three features after the sweeps of four go first, in one
+    # sweep that writes their sum (or zero when there are none); the sweeps
+    # of four add.  Features past the end repeat the last one with zero
+    # weight: ``t = x w - mu w`` is one FMA, as ``x - mu`` is.  One feature
+    # per sweep after a sweep that cleared ``Q`` loaded and stored each row
+    # of ``Q`` three times at D = 2 (whole fits, two threads, 10^6 rows:
+    # tied 2x8 10 % and 3x8 13 % faster, spherical 5-8 %; 0.2 s more
+    # compile time).
+    i0 = min(d_whole, last)
+    i1 = min(d_whole + 1, last)
+    i2 = min(d_whole + 2, last)
+    zero = zero_of(xt)
+    one = one_of(xt)
+    w0 = one if d_whole < D else zero
+    w1 = one if d_whole + 1 < D else zero
+    w2 = one if d_whole + 2 < D else zero
+    f0 = xt[i0]
+    f1 = xt[i1]
+    f2 = xt[i2]
+    # Loop bounds rather than an if/else, which left the loop scalar.
+    n_rest = nb if d_whole < D else 0
     for k in range(0, k_whole, 4):
         q0 = Q[k]
         q1 = Q[k + 1]
@@ -322,7 +345,39 @@ def _sq_distances(xt, nb, means, Q):
         mb = means[k + 1]
         mc = means[k + 2]
         me = means[k + 3]
-        for b in range(nb):
+        a0 = ma[i0] * w0
+        a1 = ma[i1] * w1
+        a2 = ma[i2] * w2
+        b0 = mb[i0] * w0
+        b1 = mb[i1] * w1
+        b2 = mb[i2] * w2
+        c0 = mc[i0] * w0
+        c1 = mc[i1] * w1
+        c2 = mc[i2] * w2
+        e0 = me[i0] * w0
+        e1 = me[i1] * w1
+        e2 = me[i2] * w2
+        for b in range(n_rest):
+            z0 = f0[b] * w0
+            z1 = f1[b] * w1
+            z2 = f2[b] * w2
+            t0 = z0 - a0
+            t1 = z1 - a1
+            t2 = z2 - a2
+            q0[b] = (t0 * t0 + t1 * t1) + t2 * t2
+            t0 = z0 - b0
+            t1 = z1 - b1
+            t2 = z2 - b2
+            q1[b] = (t0 * t0 + t1 * t1) + t2 * t2
+            t0 = z0 - c0
+            t1 = z1 - c1
+            t2 = z2 - c2
+            q2[b] = (t0 * t0 + t1 * t1) + t2 * t2
+            t0 = z0 - e0
+            t1 = z1 - e1
+            t2 = z2 - e2
+            q3[b] = (t0 * t0 + t1 * t1) + t2 * t2
+        for b in range(nb - n_rest):
             q0[b] = 0.0
             q1[b] = 0.0
             q2[b] = 0.0
@@ -373,22 +428,6 @@ def _sq_distances(xt, nb, means, Q):
                 t2 = y2 - e2
                 t3 = y3 - e3
                 q3[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
-        for d in range(d_whole, D):
-            x0 = xt[d]
-            a0 = ma[d]
-            b0 = mb[d]
-            c0 = mc[d]
-            e0 = me[d]
-            for b in range(nb):
-                y0 = x0[b]
-                t0 = y0 - a0
-                t1 = y0 - b0
-                t2 = y0 - c0
-                t3 = y0 - e0
-                q0[b] += t0 * t0
-                q1[b] += t1 * t1
-                q2[b] += t2 * t2
-                q3[b] += t3 * t3
     for k in range(k_whole, K):
         q0 = Q[k]
         ma = means[k]
