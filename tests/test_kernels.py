@@ -922,18 +922,21 @@ def test_diag_second_moments_at_any_distance_from_the_mixture_mean(
     )
 
 
-@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 9])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
 @pytest.mark.parametrize("cov", ["spherical", "tied"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_distance_log_densities_for_every_feature_remainder(
     make_mixture, n_features, cov, dtype
 ):
-    """The spherical and tied log-densities sum squared distances four
-    components at a time, the one to three features after the sweeps of four
-    first (repeating the last feature with zero weight), and the components
-    after the groups of four one at a time: with five components, every
-    feature remainder, with and without sweeps of four, gives the reference
-    log-densities, posteriors and log-likelihood (300 rows)."""
+    """The tied log-density, and the spherical one above
+    ``SPHERICAL_AS_DIAG_MAX_FEATURES`` (8) features, sum squared distances
+    four components at a time, the one to three features after the sweeps of
+    four first (repeating the last feature with zero weight), and the
+    components after the groups of four one at a time; spherical mixtures
+    with fewer features run the diag kernels.  With five components, every
+    feature remainder, with and without sweeps of four, on both sides of the
+    switch, gives the reference log-densities, posteriors and
+    log-likelihood (300 rows)."""
     n_components = 5
     X, _ = make_mixture(300, n_features, n_components, seed=170 + n_features)
     inits = initial_parameters(X, n_components, cov, seed=171)
