@@ -922,6 +922,23 @@ def test_diag_second_moments_at_any_distance_from_the_mixture_mean(
     )
 
 
+def _assert_rows_match_reference(Xd, params, ref):
+    """Per-row log-densities and posteriors of ``Xd`` under ``params``, and
+    the E-step's log-likelihood, against the float64 reference mixture."""
+    dtype = Xd.dtype.type
+    Xr = Xd.astype(np.float64)
+    logp, proba = gaussian_per_row(Xd, params, responsibilities=True)[:2]
+    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
+    np.testing.assert_allclose(
+        proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
+    )
+    stats = gaussian_stats(Xd, params)
+    _, mean_loglik = e_step(Xr, ref)
+    np.testing.assert_allclose(
+        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=RTOL_SUM[dtype]
+    )
+
+
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
 @pytest.mark.parametrize("cov", ["spherical", "tied"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -944,18 +961,7 @@ def test_distance_log_densities_for_every_feature_remainder(
         inits["weights_init"], inits["means_init"], inits["precisions_init"], cov
     )
     params = make_gaussian_params(ref.weights, ref.means, ref.covariances, cov)
-    Xd = X.astype(dtype)
-    Xr = Xd.astype(np.float64)
-    logp, proba = gaussian_per_row(Xd, params, responsibilities=True)[:2]
-    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
-    np.testing.assert_allclose(
-        proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
-    )
-    stats = gaussian_stats(Xd, params)
-    _, mean_loglik = e_step(Xr, ref)
-    np.testing.assert_allclose(
-        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=RTOL_SUM[dtype]
-    )
+    _assert_rows_match_reference(X.astype(dtype), params, ref)
 
 
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13])
@@ -970,15 +976,4 @@ def test_diag_log_densities_for_every_feature_remainder(
     posteriors (300 rows)."""
     X, _ = make_mixture(300, n_features, K, seed=130 + n_features)
     ref, params = _start(X, "diag")
-    Xd = X.astype(dtype)
-    Xr = Xd.astype(np.float64)
-    logp, proba = gaussian_per_row(Xd, params, responsibilities=True)[:2]
-    assert_close(logp, score_samples(Xr, ref), RTOL_PER_ROW[dtype])
-    np.testing.assert_allclose(
-        proba, predict_proba(Xr, ref), rtol=0, atol=10 * RTOL_PER_ROW[dtype]
-    )
-    stats = gaussian_stats(Xd, params)
-    _, mean_loglik = e_step(Xr, ref)
-    np.testing.assert_allclose(
-        stats.log_likelihood / stats.total_weight, mean_loglik, rtol=RTOL_SUM[dtype]
-    )
+    _assert_rows_match_reference(X.astype(dtype), params, ref)
