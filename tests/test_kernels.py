@@ -490,6 +490,19 @@ def test_low_level_functions_do_not_modify_inputs(problem):
         np.testing.assert_array_equal(before, now)
 
 
+def _in_place_loop(scalar_function):
+    """A compiled fast-math loop ``v[i] = scalar_function(v[i])`` over a 1-D
+    array, the way the kernels inline the vectorised elementary functions."""
+    from numba import njit
+
+    @njit(fastmath=True)
+    def apply(v):
+        for i in range(v.shape[0]):
+            v[i] = scalar_function(v[i])
+
+    return apply
+
+
 def test_vectorised_exp_is_accurate():
     """exp_simd against numpy, inlined into a fast-math loop as in the
     kernels: within 1 ulp on [-708, 0] (float64), a few float32 ulp, and
@@ -536,14 +549,9 @@ def test_vectorised_reciprocal_is_accurate():
     in the kernels: within 1 ulp in float64 over float32's normal range
     (the sums of the responsibilities lie in [1, K]), and the float32
     division itself in float32."""
-    from numba import njit
-
     from fastem._kernels._math import reciprocal
 
-    @njit(fastmath=True)
-    def reciprocal_array(v):
-        for i in range(v.shape[0]):
-            v[i] = reciprocal(v[i])
+    reciprocal_array = _in_place_loop(reciprocal)
 
     rng = np.random.RandomState(6)
     v = np.concatenate(
@@ -576,10 +584,7 @@ def test_vectorised_log_is_accurate():
 
     from fastem._kernels._math import log_simd
 
-    @njit(fastmath=True)
-    def log_array(v):
-        for i in range(v.shape[0]):
-            v[i] = log_simd(v[i])
+    log_array = _in_place_loop(log_simd)
 
     rng = np.random.RandomState(6)
     v = np.concatenate(
