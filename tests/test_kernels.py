@@ -793,6 +793,81 @@ def test_block_scatter_helpers_match_numpy(n_features, dtype):
     np.testing.assert_allclose(sums, wz.sum(axis=1), rtol=rtol, atol=rtol * nb)
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 16, 18])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
+    """The SIMD micro-kernels of the full and tied log-densities against
+    numpy: ``x^T U`` and ``||x^T U - o||^2`` for numbers of features on both
+    sides of the groups of four columns (D < 4 included), and row counts that
+    fill whole tiles of vectors, leave a last vector or two on their own, or
+    end inside a vector.  Entries of ``U`` below the diagonal are NaN (never
+    read), the norms are added to ``out``, and the product writes its D rows
+    and nothing else."""
+    from numba import njit
+
+    from fastem._kernels._simd import upper_tri_product, upper_tri_sq_norms
+
+    @njit
+    def sq_norms(x, nb, U, off, out):
+        upper_tri_sq_norms(x, nb, U, off, out)
+
+    @njit
+    def product(x, nb, U, y):
+        upper_tri_product(x, nb, U, y)
+
+    rng = np.random.default_rng(n_features)
+    D, B = n_features, 64
+    x = rng.standard_normal((D, B)).astype(dtype)
+    U = np.triu(rng.standard_normal((D, D)) + 3 * np.eye(D))
+    off = rng.standard_normal(D)
+    U_nan = U.astype(dtype)
+    U_nan[np.tril_indices(D, -1)] = np.nan
+    rtol = RTOL_SUM[dtype]
+    for nb in (5, 37, 61, 64):
+        xU = x[:, :nb].astype(np.float64).T @ U.astype(dtype).astype(np.float64)
+        norms = ((xU - off.astype(dtype)) ** 2).sum(axis=1)
+        out = np.full(B, 0.25, dtype)
+        sq_norms(x, nb, U_nan, off.astype(dtype), out)
+        np.testing.assert_allclose(out[:nb], 0.25 + norms, rtol=10 * rtol)
+        y = np.full((D + 1, B), 7.0, dtype)
+        product(x, nb, U_nan, y[:D])
+        np.testing.assert_allclose(
+            y[:D, :nb], xU.T, rtol=10 * rtol, atol=rtol * np.abs(xU).max()
+        )
+        np.testing.assert_array_equal(y[D], 7.0)
+
+
+def test_micro_kernels_without_avx512(tmp_path):
+    """On a CPU without AVX-512 the micro-kernels use 32-byte vectors and
+    tiles of two (numba told to compile for Haswell, in a fresh process):
+    the same checks as on this machine."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.update(
+        NUMBA_CPU_NAME="haswell",
+        NUMBA_CPU_FEATURES="+64bit,+avx,+avx2,+fma,+sse,+sse2,+sse3,+ssse3,"
+        "+sse4.1,+sse4.2,+popcnt,+cmov,+cx16,+f16c,+bmi,+bmi2,+lzcnt,+movbe",
+        NUMBA_CACHE_DIR=str(tmp_path),
+    )
+    script = (
+        "from numba.core.registry import cpu_target\n"
+        "from fastem._kernels._simd import _vector_bytes\n"
+        "assert _vector_bytes(cpu_target.target_context) == 32\n"
+        "import pytest, sys\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k',"
+        " 'micro_kernels_match and (float64-3 or float64-9 or float32-5)',"
+        f" {__file__!r}]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
 @pytest.mark.parametrize("block_bytes", [32768, 131072])
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
 def test_compute_bound_block_size_changes_only_rounding(

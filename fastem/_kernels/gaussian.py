@@ -49,11 +49,9 @@ from ._math import (
     add_weighted_lower_scatter,
     holds_float64,
     one_of,
-    upper_tri_column,
-    upper_tri_columns_four,
-    upper_tri_sq_norms,
     zero_of,
 )
+from ._simd import upper_tri_product, upper_tri_sq_norms
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; SHARED ones are linked into the kernels, SERIAL ones
@@ -88,7 +86,7 @@ SMALL_FULL_D = 3
 
 
 @njit(**SHARED)
-def _log_prob_full(xt, nb, prec, projected, log_norm, y, L):
+def _log_prob_full(xt, nb, prec, projected, log_norm, L):
     """``L[k, b] = log p(x_b, k)`` for full covariances (scikit-learn's
     ``_estimate_log_gaussian_prob``: Mahalanobis distance via the precision
     Cholesky factor), as ``||x^T U_k - mu_k^T U_k||^2`` with
@@ -99,7 +97,7 @@ def _log_prob_full(xt, nb, prec, projected, log_norm, y, L):
         row = L[k]
         for b in range(nb):
             row[b] = 0.0
-        upper_tri_sq_norms(xt, nb, prec[k], projected[k], y, row)
+        upper_tri_sq_norms(xt, nb, prec[k], projected[k], row)
         c = log_norm[k]
         for b in range(nb):
             row[b] = c - row[b]
@@ -158,15 +156,7 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
     per row and component, then the squared distances of the projected rows
     to the projected means, as for spherical covariances."""
     K = shifted_means.shape[0]
-    # u[j, b] = sum_{i <= j} x_ib U[i, j], four columns of U per sweep over
-    # the block (16x16: 8.5 -> 6.0 ms per 10^6 rows, 64x16: 153 -> 100, one
-    # thread, against one column per sweep).
-    D = xt.shape[0]
-    whole = D - D % 4
-    for j in range(0, whole, 4):
-        upper_tri_columns_four(xt, nb, prec, j, u[j], u[j + 1], u[j + 2], u[j + 3])
-    for j in range(whole, D):
-        upper_tri_column(xt, nb, prec, j, u[j])
+    upper_tri_product(xt, nb, prec, u)
     _sq_distances(u, nb, shifted_means, L)
     for k in range(K):
         c = log_norm[k]
@@ -801,7 +791,6 @@ def estep_full(
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, dt)
         w = aligned_rows(4, block, dt)
-        y = aligned_rows(4, block, dt)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
         rowmax = aligned_rows(1, block, dt)[0]
@@ -812,7 +801,7 @@ def estep_full(
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_full(xt, nb, prec, projected, log_norm, y, L)
+            _log_prob_full(xt, nb, prec, projected, log_norm, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
                 _add_component_moments(
@@ -1039,13 +1028,12 @@ def estep_spherical(
 
 
 @njit(**SERIAL)
-def _row_buffers(D, K, block, dt, buf_rows, y_rows):
-    """Per-task scratch of the per-row kernels: ``xt, buf, y, L, E, rowmax,
-    total``; ``buf`` and ``y`` have the rows the log-density asks for."""
+def _row_buffers(D, K, block, dt, buf_rows):
+    """Per-task scratch of the per-row kernels: ``xt, buf, L, E, rowmax,
+    total``; ``buf`` has the rows the log-density asks for."""
     return (
         aligned_rows(D, block, dt),
         aligned_rows(buf_rows, block, dt),
-        aligned_rows(y_rows, block, dt),
         aligned_rows(K, block, dt),
         aligned_rows(K, block, dt),
         aligned_rows(1, block, dt)[0],
@@ -1078,14 +1066,14 @@ def per_row_full(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, _buf, y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype, 0, 4
+        xt, _buf, L, E, rowmax, total = _row_buffers(
+            D, means.shape[0], block, X.dtype, 0
         )
         projected = _project_means(means, prec)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_full(xt, nb, prec, projected, log_norm, y, L)
+            _log_prob_full(xt, nb, prec, projected, log_norm, L)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
@@ -1107,8 +1095,8 @@ def per_row_full_small(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, _buf, _y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype, 0, 0
+        xt, _buf, L, E, rowmax, total = _row_buffers(
+            D, means.shape[0], block, X.dtype, 0
         )
         projected = _project_means(means, prec)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
@@ -1136,8 +1124,8 @@ def per_row_tied(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, buf, _y, L, E, rowmax, total = _row_buffers(
-            D, shifted.shape[0], block, X.dtype, D, 0
+        xt, buf, L, E, rowmax, total = _row_buffers(
+            D, shifted.shape[0], block, X.dtype, D
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
@@ -1164,8 +1152,8 @@ def per_row_diag(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, _buf, _y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype, 0, 0
+        xt, _buf, L, E, rowmax, total = _row_buffers(
+            D, means.shape[0], block, X.dtype, 0
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
@@ -1192,8 +1180,8 @@ def per_row_spherical(
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, _buf, _y, L, E, rowmax, total = _row_buffers(
-            D, means.shape[0], block, X.dtype, 0, 0
+        xt, _buf, L, E, rowmax, total = _row_buffers(
+            D, means.shape[0], block, X.dtype, 0
         )
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)

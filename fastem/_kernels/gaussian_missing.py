@@ -57,8 +57,8 @@ from ._math import (
     add_lower_scatter,
     add_weighted_lower_scatter,
     log_simd,
-    upper_tri_sq_norms,
 )
+from ._simd import upper_tri_sq_norms
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -383,7 +383,7 @@ def _log_joint_full(
     leaves the completed, centered rows ``xhat_k - mu_k`` in ``dk[k]`` and
     the runs of equal pattern in ``seg_p``/``seg_lo``.  Returns the number
     of runs.  ``work`` is the tuple of :func:`_full_buffers`."""
-    xt, dk, y, q, L, seg_p, seg_lo, Lw, G, v, lnpc, cached = work
+    xt, dk, q, L, seg_p, seg_lo, Lw, G, v, lnpc, cached = work
     D = Xm.shape[1]
     K = means.shape[0]
     no_offset = np.zeros(D)
@@ -409,7 +409,7 @@ def _log_joint_full(
                 row[b] = c
         for b in range(nb):
             q[b] = 0.0
-        upper_tri_sq_norms(d, nb, prec_chol[k], no_offset, y, q)
+        upper_tri_sq_norms(d, nb, prec_chol[k], no_offset, q)
         for b in range(nb):
             row[b] -= 0.5 * q[b]
     return ns
@@ -417,13 +417,12 @@ def _log_joint_full(
 
 @njit(**SERIAL)
 def _full_buffers(D, K, block):
-    """Per-task scratch of :func:`_log_joint_full`: ``xt, dk, y, q, L,
+    """Per-task scratch of :func:`_log_joint_full`: ``xt, dk, q, L,
     seg_p, seg_lo, Lw, G, v, lnpc, cached`` (a one-pattern factor cache per
     component: ``cached[k]`` is the pattern whose factors ``G[k]`` holds)."""
     return (
         aligned_rows(D, block, np.float64),
         aligned_rows(K * D, block, np.float64).reshape((K, D, block)),
-        aligned_rows(4, block, np.float64),
         aligned_rows(1, block, np.float64)[0],
         aligned_rows(K, block, np.float64),
         np.empty(block, dtype=np.int64),
@@ -482,7 +481,7 @@ def estep_missing_full(
         p_last = _first_run(starts, r_end - 1)
         npk = np.zeros((p_last - p_first + 1, K))
         work = _full_buffers(D, K, block)
-        _xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
+        _xt, dk, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
         wrows = aligned_rows(4, block, np.float64)
         sums = np.empty(D)
         no_shift = np.zeros(D)
@@ -917,7 +916,7 @@ def rows_missing_full(
     )
     for t in range(task_begin, task_end):
         work = _full_buffers(D, K, block)
-        xt, dk, _y, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
+        xt, dk, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
         resp = aligned_rows(K, block, np.float64)
         rowmax = aligned_rows(1, block, np.float64)[0]
         total = aligned_rows(1, block, np.float64)[0]

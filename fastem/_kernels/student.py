@@ -32,7 +32,8 @@ from numba import njit
 from .._config import CONTRACT_ONLY, KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import aligned_rows, emit_rows, load_rows, responsibilities
-from ._math import add_lower_scatter, upper_tri_sq_norms
+from ._math import add_lower_scatter
+from ._simd import upper_tri_sq_norms
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -113,9 +114,7 @@ def _accumulate_centered(xt, nb, wts, shift, k, wdiff, diff, nk, sx):
 
 
 @njit(**SHARED)
-def _log_prob_t(
-    xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, ubuf, kbuf
-):
+def _log_prob_t(xt, nb, means, prec_chol, dofs, log_norm, diff, M, lq, L, ubuf, kbuf):
     """``M[k, b]`` Mahalanobis distances, ``lq[k, b] = log(1 + M / nu_k)`` and
     ``L[k, b] = log p(x_b, k)``."""
     D = xt.shape[0]
@@ -129,7 +128,7 @@ def _log_prob_t(
         row = M[k]
         for b in range(nb):
             row[b] = 0.0
-        upper_tri_sq_norms(diff, nb, prec_chol[k], no_offset, y, row)
+        upper_tri_sq_norms(diff, nb, prec_chol[k], no_offset, row)
         inv_nu = 1.0 / dofs[k]
         q = lq[k]
         for b in range(nb):
@@ -143,13 +142,12 @@ def _log_prob_t(
 
 @njit(**SERIAL)
 def _t_buffers(D, K, block):
-    """Per-task scratch of the Student kernels: ``xt, diff, y, M, lq, L`` for
+    """Per-task scratch of the Student kernels: ``xt, diff, M, lq, L`` for
     :func:`_log_prob_t`, a ``(K, block)`` buffer for the responsibilities
     (or per-row probabilities), ``rowmax, total`` and ``kbuf``."""
     return (
         aligned_rows(D, block, np.float64),
         aligned_rows(D, block, np.float64),
-        aligned_rows(4, block, np.float64),
         aligned_rows(K, block, np.float64),
         aligned_rows(K, block, np.float64),
         aligned_rows(K, block, np.float64),
@@ -188,7 +186,7 @@ def estep_student(
     N, D = X.shape
     K = means.shape[0]
     for t in range(task_begin, task_end):
-        xt, diff, y, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
+        xt, diff, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
         wdiff = aligned_rows(D, block, np.float64)
         ru = aligned_rows(K, block, np.float64)
         r_end = min(N, (t + 1) * task_rows)
@@ -196,7 +194,7 @@ def estep_student(
             nb = min(block, r_end - r0)
             load_rows(X, r0, nb, xt)
             _log_prob_t(
-                xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, kbuf
+                xt, nb, means, prec_chol, dofs, log_norm, diff, M, lq, L, total, kbuf
             )
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
@@ -238,12 +236,12 @@ def per_row_student(
     K = means.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, diff, y, M, lq, L, E, rowmax, total, kbuf = _t_buffers(D, K, block)
+        xt, diff, M, lq, L, E, rowmax, total, kbuf = _t_buffers(D, K, block)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
             load_rows(X, r0, nb, xt)
             _log_prob_t(
-                xt, nb, means, prec_chol, dofs, log_norm, diff, y, M, lq, L, total, kbuf
+                xt, nb, means, prec_chol, dofs, log_norm, diff, M, lq, L, total, kbuf
             )
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
