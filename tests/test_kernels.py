@@ -740,57 +740,61 @@ def test_block_log_likelihood_with_many_equal_components(n_components):
 
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 18])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_block_scatter_helpers_match_numpy(n_features, dtype):
-    """The block scatter helpers (the second moments of the full, tied,
-    missing-value and Student-t E-steps) against numpy, for even and odd
-    numbers of features (an odd one ends with a lone row), row pairs before
-    and after the weighted scatter's 4 x 4 register blocks, and a block whose
-    row count is not a multiple of the SIMD width: the lower triangle gets
-    the products, the entries above the diagonal are left alone, and the
-    weighted version returns the sums of its weighted rows."""
+def test_block_scatter_kernels_match_numpy(n_features, dtype):
+    """The block scatter kernels (the second moments of the full, tied,
+    missing-value and Student-t E-steps) against numpy, for numbers of
+    features that fill groups of four rows or end with one to three more
+    (or fewer than four in all), and row counts that fill whole SIMD vectors
+    or end inside one, with NaN in the buffers past the last row: the lower
+    triangle gets the products, the entries above the diagonal are left
+    alone, and the weighted kernel returns the sums of its weighted rows."""
     from numba import njit
 
-    from fastem._kernels._math import add_lower_scatter, add_weighted_lower_scatter
+    from fastem._kernels._math import add_lower_scatter
+    from fastem._kernels._simd import weighted_lower_scatter
 
-    # The helpers have no Python wrapper of their own.
+    # The kernels have no Python wrapper of their own.
     @njit
     def lower(wdiff, diff, nb, S):
         add_lower_scatter(wdiff, diff, nb, S)
 
     @njit
-    def weighted(xt, nb, resp, k, shift, w, S, sums):
-        add_weighted_lower_scatter(xt, nb, resp, k, shift, w, S, sums)
+    def weighted(xt, nb, r, shift, w, S, sums):
+        weighted_lower_scatter(xt, nb, r, shift, w, S, sums)
 
     rng = np.random.default_rng(n_features)
-    D, B, nb = n_features, 64, 61
-    xt = rng.standard_normal((D, B)).astype(dtype)
-    resp = rng.uniform(size=(3, B)).astype(dtype)
+    D, B = n_features, 64
     shift = rng.standard_normal(D).astype(dtype)
-    x = xt[:, :nb].astype(np.float64)
-    wz = resp[1, :nb].astype(np.float64) * (x - shift[:, None].astype(np.float64))
     start = np.triu(np.full((D, D), 7.0), 1) + np.tril(np.full((D, D), 0.5))
     rtol = RTOL_SUM[dtype]
+    for nb in (61, 64):
+        xt = np.full((D, B), np.nan, dtype)
+        xt[:, :nb] = rng.standard_normal((D, nb))
+        r = np.full(B, np.nan, dtype)
+        r[:nb] = rng.uniform(size=nb)
+        x = xt[:, :nb].astype(np.float64)
+        wz = r[:nb].astype(np.float64) * (x - shift[:, None].astype(np.float64))
 
-    S = start.copy()
-    wdiff = np.zeros((D, B), dtype)
-    wdiff[:, :nb] = wz
-    lower(wdiff, xt, nb, S)
-    expected = start + np.tril(wdiff[:, :nb].astype(np.float64) @ x.T)
-    np.testing.assert_allclose(
-        S, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
-    )
-    np.testing.assert_array_equal(np.triu(S, 1), np.triu(start, 1))
+        S = start.copy()
+        wdiff = np.zeros((D, B), dtype)
+        wdiff[:, :nb] = wz
+        lower(wdiff, xt, nb, S)
+        expected = start + np.tril(wdiff[:, :nb].astype(np.float64) @ x.T)
+        np.testing.assert_allclose(
+            S, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
+        )
+        np.testing.assert_array_equal(np.triu(S, 1), np.triu(start, 1))
 
-    S = start.copy()
-    sums = np.full(D, np.nan)
-    w = np.empty((4, B), dtype)
-    weighted(xt, nb, resp, 1, shift, w, S, sums)
-    expected = start + np.tril(wz @ x.T)
-    np.testing.assert_allclose(
-        S, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
-    )
-    np.testing.assert_array_equal(np.triu(S, 1), np.triu(start, 1))
-    np.testing.assert_allclose(sums, wz.sum(axis=1), rtol=rtol, atol=rtol * nb)
+        S = start.copy()
+        sums = np.full(D, np.nan)
+        w = np.empty((4, B), dtype)
+        weighted(xt, nb, r, shift, w, S, sums)
+        expected = start + np.tril(wz @ x.T)
+        np.testing.assert_allclose(
+            S, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
+        )
+        np.testing.assert_array_equal(np.triu(S, 1), np.triu(start, 1))
+        np.testing.assert_allclose(sums, wz.sum(axis=1), rtol=rtol, atol=rtol * nb)
 
 
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 16, 18])
@@ -838,7 +842,7 @@ def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
 
 
 def test_micro_kernels_without_avx512(tmp_path):
-    """On a CPU without AVX-512 the micro-kernels use 32-byte vectors and
+    """On a CPU without AVX-512 the SIMD kernels use 32-byte vectors and
     tiles of two (numba told to compile for Haswell, in a fresh process):
     the same checks as on this machine."""
     import os
@@ -858,14 +862,15 @@ def test_micro_kernels_without_avx512(tmp_path):
         "assert _vector_bytes(cpu_target.target_context) == 32\n"
         "import pytest, sys\n"
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k',"
-        " 'micro_kernels_match and (float64-3 or float64-9 or float32-5)',"
+        " '(micro_kernels_match or scatter_kernels_match) and"
+        " (float64-3 or float64-9 or float32-5 or float32-13)',"
         f" {__file__!r}]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "6 passed" in result.stdout
 
 
 @pytest.mark.parametrize("block_bytes", [32768, 131072])

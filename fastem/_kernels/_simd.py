@@ -345,3 +345,273 @@ def upper_tri_product(typingctx, x, nb, U, y):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _lane_mask(ops, count):
+    """``<i < count for each lane i>`` for a runtime ``count``."""
+    builder = ops.builder
+    lane_type = ir.VectorType(ops.intp, ops.lanes)
+    lanes = ir.Constant(lane_type, [ops.intp(i) for i in range(ops.lanes)])
+    limit = builder.insert_element(
+        ir.Constant(lane_type, ir.Undefined), count, ir.IntType(32)(0)
+    )
+    limit = builder.shuffle_vector(
+        limit,
+        ir.Constant(lane_type, ir.Undefined),
+        ir.Constant(ir.VectorType(ir.IntType(32), ops.lanes), [0] * ops.lanes),
+    )
+    return builder.icmp_signed("<", lanes, limit)
+
+
+def _tree_sums(ops, values):
+    """The lane sums of ``values`` (a number of vectors that is a multiple
+    of the vector width, or fewer), as a list of scalars in the same order.
+
+    Pairs of vectors are folded together, half of each one's lanes against
+    the other half, until every lane holds a whole sum: for sixteen vectors
+    of eight lanes, 28 shuffles and 14 additions instead of 48 of each in
+    sixteen separate reductions."""
+    builder = ops.builder
+    lanes = ops.lanes
+    i32 = ir.IntType(32)
+    # Each entry: a vector, and the value index of each group of lanes.
+    level = [(v, [n]) for n, v in enumerate(values)]
+    while len(level[0][1]) < lanes and len(level) > 1:
+        if len(level) % 2:
+            level.append((ops.zero, [None] * len(level[0][1])))
+        folded = []
+        for (a, ids_a), (b, ids_b) in zip(level[0::2], level[1::2], strict=True):
+            groups = len(ids_a)
+            width = lanes // groups
+            half = width // 2
+            low, high = [], []
+            for source in (0, lanes):
+                for g in range(groups):
+                    start = source + g * width
+                    low += range(start, start + half)
+                    high += range(start + half, start + width)
+            pick_low = ir.Constant(ir.VectorType(i32, lanes), low)
+            pick_high = ir.Constant(ir.VectorType(i32, lanes), high)
+            summed = builder.fadd(
+                builder.shuffle_vector(a, b, pick_low),
+                builder.shuffle_vector(a, b, pick_high),
+            )
+            folded.append((summed, ids_a + ids_b))
+        level = folded
+    sums = [None] * len(values)
+    for vector, ids in level:
+        width = lanes // len(ids)
+        for g, n in enumerate(ids):
+            if n is None:
+                continue
+            if width == 1:
+                sums[n] = builder.extract_element(vector, i32(g))
+            else:
+                part = [
+                    builder.extract_element(vector, i32(g * width + e))
+                    for e in range(width)
+                ]
+                total = part[0]
+                for value in part[1:]:
+                    total = builder.fadd(total, value)
+                sums[n] = total
+    return sums
+
+
+@intrinsic
+def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
+    """``S[i, j] += sum_b r_b (x_ib - s_i) x_jb`` for ``j <= i`` and
+    ``sums[i] = sum_b r_b (x_ib - s_i)``, over the rows ``b < nb``.
+
+    ``x`` is ``(D, B)`` (rows of the block in columns), ``r`` ``(B,)``, ``s``
+    ``(D,)`` and ``w`` a ``(4, B)`` scratch, all C-contiguous and of one
+    float dtype; ``S`` ``(D, D)`` and ``sums`` ``(D,)`` are float64.  The
+    entries of ``S`` above the diagonal are left alone.  ``B`` is a multiple
+    of the vector width (see :func:`upper_tri_sq_norms`); the lanes past
+    ``nb`` are masked.
+
+    Four rows ``i`` at a time: one sweep over the block forms their weighted
+    rows ``w_i = r (x_i - s_i)`` into ``w`` and sums them, and adds the
+    products of the 4 x 4 triangle on the diagonal (ten FMAs); then for each
+    group of four columns ``j`` to its left, sixteen accumulators (``w_i
+    x_j``) stay in registers over the block.  Partial sums over the block
+    are kept in the dtype of ``x`` and added to ``S`` in float64."""
+    if not all(_is_float_array(a, 2) for a in (x, w, S)):
+        return None
+    if not all(_is_float_array(a, 1) for a in (r, s, sums)):
+        return None
+    if len({x.dtype, r.dtype, s.dtype, w.dtype}) != 1:
+        return None
+    if S.dtype != types.float64 or sums.dtype != types.float64:
+        return None
+    if not isinstance(nb, types.Integer):
+        return None
+    sig = types.void(x, nb, r, s, w, S, sums)
+
+    def codegen(context, builder, signature, args):
+        x_type, nb_type, r_type, s_type, w_type, S_type, sums_type = signature.args
+        dtype = x_type.dtype
+        scalar = context.get_value_type(dtype)
+        lanes = _vector_bytes(context) * 8 // dtype.bitwidth
+        vector = ir.VectorType(scalar, lanes)
+        fma_function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vector, [vector, vector, vector]),
+            f"llvm.fma.v{lanes}{'f64' if dtype.bitwidth == 64 else 'f32'}",
+        )
+        ops = _VectorOps(context, builder, vector, lanes, dtype, fma_function)
+        intp = ops.intp
+        double = ir.DoubleType()
+        x_arr, r_arr, s_arr, w_arr, S_arr, sums_arr = (
+            context.make_array(t)(context, builder, a)
+            for t, a in zip(
+                (x_type, r_type, s_type, w_type, S_type, sums_type),
+                (args[0], *args[2:]),
+                strict=True,
+            )
+        )
+        nb_value = context.cast(builder, args[1], nb_type, types.intp)
+        D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
+        n_whole_vectors = builder.sdiv(nb_value, intp(lanes))
+        tail = builder.sub(nb_value, builder.mul(n_whole_vectors, intp(lanes)))
+        tail_mask = _lane_mask(ops, tail)
+        accumulators = [
+            [cgutils.alloca_once(builder, vector) for _ in range(COLUMNS)]
+            for _ in range(COLUMNS)
+        ]
+        row_sums = [cgutils.alloca_once(builder, vector) for _ in range(COLUMNS)]
+
+        def sweep(body):
+            """``body(b, mask)`` for every vector of rows: whole vectors
+            unmasked, then the last partial one with the lanes past nb
+            masked."""
+            with cgutils.for_range(builder, n_whole_vectors) as v:
+                body(builder.mul(v.index, intp(lanes)), None)
+            with cgutils.if_unlikely(builder, builder.icmp_signed(">", tail, intp(0))):
+                body(builder.mul(n_whole_vectors, intp(lanes)), tail_mask)
+
+        def load(array_type, array, indices, mask):
+            value = ops.load(array_type, array, indices)
+            return value if mask is None else builder.select(mask, value, ops.zero)
+
+        def add_to_S(i, j, total):
+            p = ops.pointer(S_type, S_arr, [i, j])
+            if dtype.bitwidth < 64:
+                total = builder.fpext(total, double)
+            builder.store(builder.fadd(builder.load(p), total), p)
+
+        def quad(i0, padded):
+            """Rows ``i0 .. i0 + 3``; with ``padded``, those past D - 1 are
+            zero rows, and nothing is written for them."""
+            rows = [builder.add(i0, intp(a)) for a in range(COLUMNS)]
+            valid = [None] * COLUMNS
+            if padded:
+                valid = [builder.icmp_signed("<", i, D) for i in rows]
+                last = builder.sub(D, intp(1))
+                rows = [
+                    builder.select(ok, i, last)
+                    for ok, i in zip(valid, rows, strict=True)
+                ]
+                one = ops.splat(ir.Constant(scalar, 1.0))
+                keep = [builder.select(ok, one, ops.zero) for ok in valid]
+            shifts = []
+            for a in range(COLUMNS):
+                value = builder.load(ops.pointer(s_type, s_arr, [rows[a]]))
+                shifts.append(ops.splat(value))
+            for a in range(COLUMNS):
+                builder.store(ops.zero, row_sums[a])
+                for c in range(a + 1):
+                    builder.store(ops.zero, accumulators[a][c])
+
+            def weigh(b, mask):
+                weight = load(r_type, r_arr, [b], mask)
+                xs = []
+                for a in range(COLUMNS):
+                    value = load(x_type, x_arr, [rows[a], b], mask)
+                    if padded:
+                        # 1 or 0 per row: x of a row past D - 1 is a copy
+                        # of the last row.
+                        value = builder.fmul(value, keep[a])
+                    xs.append(value)
+                for a in range(COLUMNS):
+                    wa = builder.fmul(weight, builder.fsub(xs[a], shifts[a]))
+                    if padded:
+                        wa = builder.fmul(wa, keep[a])
+                    ops.store(wa, w_type, w_arr, [intp(a), b])
+                    total = row_sums[a]
+                    builder.store(builder.fadd(builder.load(total), wa), total)
+                    for c in range(a + 1):
+                        acc = accumulators[a][c]
+                        builder.store(ops.fma(wa, xs[c], builder.load(acc)), acc)
+
+            sweep(weigh)
+
+            def written(a, emit):
+                if valid[a] is None:
+                    emit()
+                else:
+                    with cgutils.if_likely(builder, valid[a]):
+                        emit()
+
+            # The ten products and four row sums in one tree of sums.
+            pairs = [(a, c) for a in range(COLUMNS) for c in range(a + 1)]
+            totals = _tree_sums(
+                ops,
+                [builder.load(accumulators[a][c]) for a, c in pairs]
+                + [builder.load(row_sums[a]) for a in range(COLUMNS)],
+            )
+            for a in range(COLUMNS):
+
+                def diagonal(a=a):
+                    total = totals[len(pairs) + a]
+                    if dtype.bitwidth < 64:
+                        total = builder.fpext(total, double)
+                    builder.store(total, ops.pointer(sums_type, sums_arr, [rows[a]]))
+                    for n, (row, c) in enumerate(pairs):
+                        if row == a:
+                            add_to_S(rows[a], rows[c], totals[n])
+
+                written(a, diagonal)
+
+            # The columns left of the diagonal, four at a time.
+            with cgutils.for_range(builder, builder.sdiv(i0, intp(COLUMNS))) as group:
+                j0 = builder.mul(group.index, intp(COLUMNS))
+                columns = [builder.add(j0, intp(c)) for c in range(COLUMNS)]
+                for a in range(COLUMNS):
+                    for c in range(COLUMNS):
+                        builder.store(ops.zero, accumulators[a][c])
+
+                def product(b, mask):
+                    ws = [ops.load(w_type, w_arr, [intp(a), b]) for a in range(COLUMNS)]
+                    xs = [load(x_type, x_arr, [j, b], mask) for j in columns]
+                    for a in range(COLUMNS):
+                        for c in range(COLUMNS):
+                            acc = accumulators[a][c]
+                            builder.store(ops.fma(ws[a], xs[c], builder.load(acc)), acc)
+
+                sweep(product)
+                totals = _tree_sums(
+                    ops,
+                    [
+                        builder.load(accumulators[a][c])
+                        for a in range(COLUMNS)
+                        for c in range(COLUMNS)
+                    ],
+                )
+                for a in range(COLUMNS):
+
+                    def left(a=a):
+                        for c in range(COLUMNS):
+                            add_to_S(rows[a], columns[c], totals[a * COLUMNS + c])
+
+                    written(a, left)
+
+        n_whole = builder.sdiv(D, intp(COLUMNS))
+        with cgutils.for_range(builder, n_whole) as q:
+            quad(builder.mul(q.index, intp(COLUMNS)), False)
+        i_last = builder.mul(n_whole, intp(COLUMNS))
+        with cgutils.if_unlikely(builder, builder.icmp_signed("<", i_last, D)):
+            quad(i_last, True)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -46,12 +46,11 @@ from ._blocks import (
 )
 from ._math import (
     add_lower_scatter,
-    add_weighted_lower_scatter,
     holds_float64,
     one_of,
     zero_of,
 )
-from ._simd import upper_tri_product, upper_tri_sq_norms
+from ._simd import upper_tri_product, upper_tri_sq_norms, weighted_lower_scatter
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; SHARED ones are linked into the kernels, SERIAL ones
@@ -458,7 +457,7 @@ def _add_component_moments(xt, nb, resp, k, shift, w, nk, sx, S, sblk):
     triangle of ``sum_b r_kb (x_b - s)(x_b - s)^T`` to ``S``, around ``s =
     shift``.  The scatter is formed against the block itself, as ``sum_b
     w_b x_b^T - (sum_b w_b) s^T`` with ``w_b = r_kb (x_b - s)``
-    (:func:`add_weighted_lower_scatter`; ``w`` is its scratch and ``sblk``
+    (:func:`~fastem._kernels._simd.weighted_lower_scatter`; ``w`` is its scratch and ``sblk``
     receives ``sum_b w_b``), so no ``x - s`` copy is made."""
     zero = zero_of(xt)
     n = zero
@@ -467,7 +466,7 @@ def _add_component_moments(xt, nb, resp, k, shift, w, nk, sx, S, sblk):
     if n == 0.0:
         return
     nk[k] += n
-    add_weighted_lower_scatter(xt, nb, resp, k, shift, w, S, sblk)
+    weighted_lower_scatter(xt, nb, resp[k], shift, w, S, sblk)
     for i in range(S.shape[0]):
         a = sblk[i]
         sx[k, i] += a

@@ -55,10 +55,9 @@ from .._config import KERNEL, SERIAL, SHARED
 from ._blocks import aligned_rows, argmax_rows, load_rows, responsibilities
 from ._math import (
     add_lower_scatter,
-    add_weighted_lower_scatter,
     log_simd,
 )
-from ._simd import upper_tri_sq_norms
+from ._simd import upper_tri_sq_norms, weighted_lower_scatter
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -508,8 +507,8 @@ def estep_missing_full(
                     continue
                 nk[t, k] += tot
                 # sum_b r_kb d_b d_b^T and sum_b r_kb d_b, d = completed row - mu_k.
-                add_weighted_lower_scatter(
-                    dk[k], nb, resp, k, no_shift, wrows, sxx[t, k], sums
+                weighted_lower_scatter(
+                    dk[k], nb, resp[k], no_shift, wrows, sxx[t, k], sums
                 )
                 for i in range(D):
                     sx[t, k, i] += sums[i]
