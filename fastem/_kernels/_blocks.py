@@ -20,6 +20,7 @@ from numba.extending import overload
 
 from .._config import OVERLOAD, SERIAL, SHARED
 from ._math import above_weight_floor, exp_simd, log_simd, reciprocal, zero_of
+from ._simd import weighted_lower_scatter
 from ._transpose import TILE, prefetch, transpose_tile
 
 
@@ -477,3 +478,28 @@ def accumulate_first_moments(xt, nb, resp, shift, nblk, sx):
             for b in range(nb):
                 s0 += r[b] * (xd[b] - md)
             sp[d] += s0
+
+
+@njit(**SERIAL)
+def add_component_moments(xt, nb, resp, k, shift, w, nk, sx, S, sblk):
+    """Adds component k's block weight ``sum_b r_kb`` to ``nk[k]``, its
+    first moment ``sum_b r_kb (x_b - s)`` to ``sx[k]`` and the lower
+    triangle of ``sum_b r_kb (x_b - s)(x_b - s)^T`` to ``S``, around ``s =
+    shift``.  The scatter is formed against the block itself, as ``sum_b
+    w_b x_b^T - (sum_b w_b) s^T`` with ``w_b = r_kb (x_b - s)``
+    (:func:`~fastem._kernels._simd.weighted_lower_scatter`; ``w`` is its
+    ``(4, B)`` scratch and ``sblk`` receives ``sum_b w_b``), so no ``x - s``
+    copy is made."""
+    zero = zero_of(xt)
+    n = zero
+    for b in range(nb):
+        n += resp[k, b]
+    if n == 0.0:
+        return
+    nk[k] += n
+    weighted_lower_scatter(xt, nb, resp[k], shift, w, S, sblk)
+    for i in range(S.shape[0]):
+        a = sblk[i]
+        sx[k, i] += a
+        for j in range(i + 1):
+            S[i, j] -= a * shift[j]

@@ -1,4 +1,5 @@
-"""Vectorisable elementary functions and small blocked products.
+"""Vectorisable elementary functions (exponential, logarithm, reciprocal)
+and the dtype-generic constants the kernels use.
 
 numba's ``math.exp`` is a scalar libm call; the loops here compile to SIMD
 code, which makes the exponentials of the E-step several times cheaper.
@@ -10,7 +11,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .._config import CONTRACT_ONLY, OVERLOAD, SERIAL, SHARED
+from .._config import CONTRACT_ONLY, OVERLOAD
 
 _LOG2E = 1.4426950408889634
 # Cody-Waite split of log(2): _LN2_HI has trailing zero bits, so k * _LN2_HI
@@ -288,80 +289,3 @@ def _holds_float64_typed(a):
     if a.dtype == types.float64:
         return lambda a: True
     return lambda a: False
-
-
-@njit(**SERIAL)
-def _scatter_row_pair(W, wa, wb, i, i1, diff, nb, S):
-    """``S[i, j] += sum_b W[wa, b] diff[j, b]`` for ``j <= i`` and, when
-    ``i1 > i``, ``S[i1, j] += sum_b W[wb, b] diff[j, b]`` for ``j <= i1`` (a
-    lone last row is passed as ``i1 == i`` and stored once).
-
-    Register-blocked 2 x 4: two weighted rows and four rows of ``diff`` are
-    loaded once per column ``b`` for eight dot products.  Partial sums over
-    the block are kept in the dtype of the buffers and added to ``S``
-    (float64)."""
-    zero = zero_of(diff)
-    va = W[wa]
-    vb = W[wb]
-    Si = S[i]
-    Si1 = S[i1]
-    whole = (i + 1) - (i + 1) % 4
-    for j in range(0, whole, 4):
-        d0 = diff[j]
-        d1 = diff[j + 1]
-        d2 = diff[j + 2]
-        d3 = diff[j + 3]
-        a00 = zero
-        a01 = zero
-        a02 = zero
-        a03 = zero
-        a10 = zero
-        a11 = zero
-        a12 = zero
-        a13 = zero
-        for b in range(nb):
-            x0 = va[b]
-            x1 = vb[b]
-            e0 = d0[b]
-            e1 = d1[b]
-            e2 = d2[b]
-            e3 = d3[b]
-            a00 += x0 * e0
-            a01 += x0 * e1
-            a02 += x0 * e2
-            a03 += x0 * e3
-            a10 += x1 * e0
-            a11 += x1 * e1
-            a12 += x1 * e2
-            a13 += x1 * e3
-        Si[j] += a00
-        Si[j + 1] += a01
-        Si[j + 2] += a02
-        Si[j + 3] += a03
-        if i1 > i:
-            Si1[j] += a10
-            Si1[j + 1] += a11
-            Si1[j + 2] += a12
-            Si1[j + 3] += a13
-    for j in range(whole, i1 + 1):
-        dj = diff[j]
-        a0 = zero
-        a1 = zero
-        for b in range(nb):
-            e = dj[b]
-            a0 += va[b] * e
-            a1 += vb[b] * e
-        if j <= i:
-            Si[j] += a0
-        if i1 > i:
-            Si1[j] += a1
-
-
-@njit(**SHARED)
-def add_lower_scatter(wdiff, diff, nb, S):
-    """``S[i, j] += sum_b wdiff[i, b] diff[j, b]`` for ``j <= i``, two rows
-    of ``wdiff`` at a time (:func:`_scatter_row_pair`)."""
-    D = diff.shape[0]
-    for i in range(0, D, 2):
-        i1 = min(i + 1, D - 1)
-        _scatter_row_pair(wdiff, i, i1, i, i1, diff, nb, S)

@@ -38,6 +38,7 @@ from .._config import KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import (
     accumulate_first_moments,
+    add_component_moments,
     aligned_rows,
     centered_float64,
     emit_rows,
@@ -45,7 +46,6 @@ from ._blocks import (
     responsibilities,
 )
 from ._math import (
-    add_lower_scatter,
     holds_float64,
     one_of,
     zero_of,
@@ -451,30 +451,6 @@ def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
 
 
 @njit(**SERIAL)
-def _add_component_moments(xt, nb, resp, k, shift, w, nk, sx, S, sblk):
-    """Adds component k's block weight ``sum_b r_kb`` to ``nk[k]``, its
-    first moment ``sum_b r_kb (x_b - s)`` to ``sx[k]`` and the lower
-    triangle of ``sum_b r_kb (x_b - s)(x_b - s)^T`` to ``S``, around ``s =
-    shift``.  The scatter is formed against the block itself, as ``sum_b
-    w_b x_b^T - (sum_b w_b) s^T`` with ``w_b = r_kb (x_b - s)``
-    (:func:`~fastem._kernels._simd.weighted_lower_scatter`; ``w`` is its scratch and ``sblk``
-    receives ``sum_b w_b``), so no ``x - s`` copy is made."""
-    zero = zero_of(xt)
-    n = zero
-    for b in range(nb):
-        n += resp[k, b]
-    if n == 0.0:
-        return
-    nk[k] += n
-    weighted_lower_scatter(xt, nb, resp[k], shift, w, S, sblk)
-    for i in range(S.shape[0]):
-        a = sblk[i]
-        sx[k, i] += a
-        for j in range(i + 1):
-            S[i, j] -= a * shift[j]
-
-
-@njit(**SERIAL)
 def _full_moments_small(xt, nb, resp, means, nk, sx, sxx):
     """For ``D <= 3``: ``nk[k] += sum_b r_kb``, ``sx[k] += sum_b r_kb (x_b -
     mu_k)`` and the lower triangle of ``sxx[k] += sum_b r_kb (x_b - mu_k)(x_b
@@ -803,7 +779,7 @@ def estep_full(
             _log_prob_full(xt, nb, prec, projected, log_norm, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
-                _add_component_moments(
+                add_component_moments(
                     xt, nb, resp, k, means[k], w, nk[t], sx[t], sxx[t, k], sblk
                 )
 
@@ -887,7 +863,16 @@ def estep_tied(
         origin = np.empty(widen, dt)
         for d in range(widen):
             origin[d] = 0.0
-        wdiff = aligned_rows(D if want_scatter else 0, block, f64)
+        # The total scatter's row weights (ones without sample weights), its
+        # centre (the rows are centered already) and the kernel's scratch.
+        w64 = aligned_rows(4 if want_scatter else 0, block, f64)
+        row_weight = aligned_rows(1, block, f64)[0]
+        for b in range(block):
+            row_weight[b] = 1.0
+        no_shift = np.empty(D, f64)
+        for d in range(D):
+            no_shift[d] = 0.0
+        sums64 = np.empty(D, f64)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
         rowmax = aligned_rows(1, block, dt)[0]
@@ -915,14 +900,10 @@ def estep_tied(
                 continue
             xc = centered_float64(xt, X, r0, nb, center, origin, raw, x64)
             # The total scatter uses the row weights, not the responsibilities.
-            weighted = xc
             if has_w:
-                wrow = sw[r0 : r0 + nb]
-                for d in range(D):
-                    for b in range(nb):
-                        wdiff[d, b] = xc[d, b] * wrow[b]
-                weighted = wdiff
-            add_lower_scatter(weighted, xc, nb, sxx[t])
+                for b in range(nb):
+                    row_weight[b] = sw[r0 + b]
+            weighted_lower_scatter(xc, nb, row_weight, no_shift, w64, sxx[t], sums64)
 
 
 @njit(**KERNEL)

@@ -54,7 +54,6 @@ from numba import njit
 from .._config import KERNEL, SERIAL, SHARED
 from ._blocks import aligned_rows, argmax_rows, load_rows, responsibilities
 from ._math import (
-    add_lower_scatter,
     log_simd,
 )
 from ._simd import upper_tri_sq_norms, weighted_lower_scatter
@@ -571,6 +570,9 @@ def estep_missing_tied(
         vv = aligned_rows(D, block, np.float64)
         wv = aligned_rows(D, block, np.float64)
         wts = aligned_rows(1, block, np.float64)[0]
+        w4 = aligned_rows(4, block, np.float64)
+        no_shift = np.zeros(D)
+        sums = np.empty(D)
         S = sxx[t]
         r = t * task_rows
         r_end = min(n, r + task_rows)
@@ -625,14 +627,12 @@ def estep_missing_tied(
                     a = idx[i]
                     for b in range(nb):
                         vv[a, b] = xc[i, b]
-                        wv[a, b] = wts[b] * xc[i, b]
                 for q in range(m):
                     a = idx[o + q]
                     for b in range(nb):
                         z = e[q, b] + hbar[q, b]
                         vv[a, b] = z
-                        wv[a, b] = wts[b] * z
-                add_lower_scatter(wv, vv, nb, S)
+                weighted_lower_scatter(vv, nb, wts, no_shift, w4, S, sums)
                 # Spread of the conditional means around their posterior mean.
                 for k in range(K):
                     for q in range(m):

@@ -31,8 +31,13 @@ from numba import njit
 
 from .._config import CONTRACT_ONLY, KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
-from ._blocks import aligned_rows, emit_rows, load_rows, responsibilities
-from ._math import add_lower_scatter
+from ._blocks import (
+    add_component_moments,
+    aligned_rows,
+    emit_rows,
+    load_rows,
+    responsibilities,
+)
 from ._simd import upper_tri_sq_norms
 
 _LN2_HI = 6.93147180369123816490e-01
@@ -86,31 +91,6 @@ def log1p_inplace(v, u, k, n):
         x = 1.0 + t
         d = x - 1.0
         v[i] = t if d == 0.0 else lx * (t / d)
-
-
-@njit(**SHARED)
-def _accumulate_centered(xt, nb, wts, shift, k, wdiff, diff, nk, sx):
-    """Add ``sum_b wts[k, b]`` to ``nk[k]`` and ``sum_b wts[k, b] (x_b - s)``
-    to ``sx[k]``; leave ``diff = x - s`` and ``wdiff = wts[k] (x - s)`` in the
-    buffers.  Returns False when the block gives component k no weight."""
-    D = xt.shape[0]
-    n = 0.0
-    for b in range(nb):
-        n += wts[k, b]
-    if n == 0.0:
-        return False
-    nk[k] += n
-    for d in range(D):
-        s = shift[d]
-        acc = 0.0
-        for b in range(nb):
-            z = xt[d, b] - s
-            diff[d, b] = z
-            wz = wts[k, b] * z
-            wdiff[d, b] = wz
-            acc += wz
-        sx[k, d] += acc
-    return True
 
 
 @njit(**SHARED)
@@ -187,8 +167,9 @@ def estep_student(
     K = means.shape[0]
     for t in range(task_begin, task_end):
         xt, diff, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
-        wdiff = aligned_rows(D, block, np.float64)
         ru = aligned_rows(K, block, np.float64)
+        w = aligned_rows(4, block, np.float64)
+        sums = np.empty(D)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -211,10 +192,10 @@ def estep_student(
                     s_l += r * (cu - lq[k, b] - u)
                 nk[t, k] += s_n
                 slogu[t, k] += s_l
-                if scatter and _accumulate_centered(
-                    xt, nb, ru, means[k], k, wdiff, diff, su[t], sx[t]
-                ):
-                    add_lower_scatter(wdiff, diff, nb, sxx[t, k])
+                if scatter:
+                    add_component_moments(
+                        xt, nb, ru, k, means[k], w, su[t], sx[t], sxx[t, k], sums
+                    )
 
 
 @njit(**KERNEL)
