@@ -785,20 +785,29 @@ def test_block_scatter_kernels_match_numpy(n_features, dtype):
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 16, 18])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
-    """The SIMD micro-kernels of the full and tied log-densities against
-    numpy: ``x^T U`` and ``||x^T U - o||^2`` for numbers of features on both
+    """The SIMD micro-kernels of the full, tied and spherical log-densities
+    against numpy: ``x^T U``, ``||x^T U - o||^2`` and the squared distances
+    to five means (a group of four and one more) for numbers of features on both
     sides of the groups of four columns (D < 4 included), and row counts that
     fill whole tiles of vectors, leave a last vector or two on their own, or
     end inside a vector.  Entries of ``U`` below the diagonal are NaN (never
     read), the norms are added to ``out``, and the product writes its D rows
-    and nothing else."""
+    and nothing else (the distances their five rows)."""
     from numba import njit
 
-    from fastem._kernels._simd import upper_tri_product, upper_tri_sq_norms
+    from fastem._kernels._simd import (
+        sq_distances,
+        upper_tri_product,
+        upper_tri_sq_norms,
+    )
 
     @njit
     def sq_norms(x, nb, U, off, out):
         upper_tri_sq_norms(x, nb, U, off, out)
+
+    @njit
+    def distances(x, nb, means, Q):
+        sq_distances(x, nb, means, Q)
 
     @njit
     def product(x, nb, U, y):
@@ -824,6 +833,15 @@ def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
             y[:D, :nb], xU.T, rtol=10 * rtol, atol=rtol * np.abs(xU).max()
         )
         np.testing.assert_array_equal(y[D], 7.0)
+        # Five components: a group of four and one more.
+        means = rng.standard_normal((5, D)).astype(dtype)
+        Q = np.full((6, B), 7.0, dtype)
+        distances(x, nb, means, Q)
+        expected = ((x[:, :nb].T[None] - means[:, None]).astype(np.float64) ** 2).sum(
+            -1
+        )
+        np.testing.assert_allclose(Q[:5, :nb], expected, rtol=10 * rtol)
+        np.testing.assert_array_equal(Q[5], 7.0)
 
 
 def test_micro_kernels_without_avx512(tmp_path):

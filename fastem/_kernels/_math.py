@@ -237,20 +237,6 @@ def _zero_of_typed(a):
     return None
 
 
-def one_of(a):
-    """A one of the dtype of array ``a`` (see :func:`zero_of`)."""
-    return a.dtype.type(1)
-
-
-@overload(one_of, jit_options=OVERLOAD)
-def _one_of_typed(a):
-    if a.dtype == types.float32:
-        return lambda a: _F32_ONE
-    if a.dtype == types.float64:
-        return lambda a: 1.0
-    return None
-
-
 def above_weight_floor(e):
     """A relative weight ``e = exp(L - max L)``, or zero when it is below
     2^-92 (about 2e-28) in float32.

@@ -1,5 +1,6 @@
-"""Register-blocked SIMD micro-kernels for the triangular products of the
-full and tied log-densities.
+"""Register-blocked SIMD micro-kernels: the triangular products of the full
+and tied log-densities, the squared distances of the spherical and tied
+ones, and the block scatter of every full-covariance second moment.
 
 The squared Mahalanobis norms ``||x_b^T U - o||^2`` are the inner work of
 every full-covariance E-step: ``D (D + 1) / 2`` multiply-adds per row and
@@ -612,6 +613,108 @@ def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
         i_last = builder.mul(n_whole, intp(COLUMNS))
         with cgutils.if_unlikely(builder, builder.icmp_signed("<", i_last, D)):
             quad(i_last, True)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def sq_distances(typingctx, x, nb, means, Q):
+    """``Q[k, b] = ||x[:, b] - means[k]||^2`` for every component ``k``.
+
+    ``x`` is ``(D, B)`` (rows of the block in columns), ``means`` ``(K,
+    D)`` and ``Q`` ``(K', B)`` with ``K' >= K``, all C-contiguous and of one
+    float dtype; rows go a vector at a time as in :func:`upper_tri_sq_norms`
+    (whose conditions on ``B`` and the rows past ``nb`` apply).
+
+    Four components and ``V`` vectors of rows at a time: their ``4 V``
+    distances stay in registers while the features stream past (``V`` loads
+    of ``x`` and four broadcasts of the means feed ``4 V`` subtractions and
+    FMAs) and are stored once."""
+    sig = _check(x, nb, means, (Q,))
+    if sig is None or Q.ndim != 2:
+        return None
+
+    def codegen(context, builder, signature, args):
+        x_type, nb_type, means_type, Q_type = signature.args
+        dtype = x_type.dtype
+        vector_bytes = _vector_bytes(context)
+        lanes = vector_bytes * 8 // dtype.bitwidth
+        vector = ir.VectorType(context.get_value_type(dtype), lanes)
+        fma_function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vector, [vector, vector, vector]),
+            f"llvm.fma.v{lanes}{'f64' if dtype.bitwidth == 64 else 'f32'}",
+        )
+        ops = _VectorOps(context, builder, vector, lanes, dtype, fma_function)
+        intp = ops.intp
+        x_arr = context.make_array(x_type)(context, builder, args[0])
+        means_arr = context.make_array(means_type)(context, builder, args[2])
+        Q_arr = context.make_array(Q_type)(context, builder, args[3])
+        nb_value = context.cast(builder, args[1], nb_type, types.intp)
+        D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
+        K = cgutils.unpack_tuple(builder, means_arr.shape, 2)[0]
+        V = _row_vectors(vector_bytes)
+        accumulators = [
+            [cgutils.alloca_once(builder, vector) for _ in range(V)]
+            for _ in range(COLUMNS)
+        ]
+        last_component = builder.sub(K, intp(1))
+
+        def group(rows, k0, padded):
+            components = [builder.add(k0, intp(c)) for c in range(COLUMNS)]
+            stored = [None] * COLUMNS
+            if padded:
+                stored = [builder.icmp_signed("<", k, K) for k in components]
+                components = [
+                    builder.select(ok, k, last_component)
+                    for ok, k in zip(stored, components, strict=True)
+                ]
+            for c in range(COLUMNS):
+                for w in range(len(rows)):
+                    builder.store(ops.zero, accumulators[c][w])
+            with cgutils.for_range(builder, D) as feature:
+                d = feature.index
+                xs = [ops.load(x_type, x_arr, [d, row]) for row in rows]
+                for c in range(COLUMNS):
+                    m = builder.load(
+                        ops.pointer(means_type, means_arr, [components[c], d])
+                    )
+                    m = ops.splat(m)
+                    for w, value in enumerate(xs):
+                        t = builder.fsub(value, m)
+                        a = accumulators[c][w]
+                        builder.store(ops.fma(t, t, builder.load(a)), a)
+            for c in range(COLUMNS):
+
+                def store(c=c):
+                    for w, row in enumerate(rows):
+                        value = builder.load(accumulators[c][w])
+                        ops.store(value, Q_type, Q_arr, [components[c], row])
+
+                if stored[c] is None:
+                    store()
+                else:
+                    with cgutils.if_likely(builder, stored[c]):
+                        store()
+
+        def tile(first_row, width):
+            rows = [builder.add(first_row, intp(w * lanes)) for w in range(width)]
+            n_whole = builder.sdiv(K, intp(COLUMNS))
+            with cgutils.for_range(builder, n_whole) as g:
+                group(rows, builder.mul(g.index, intp(COLUMNS)), False)
+            k_last = builder.mul(n_whole, intp(COLUMNS))
+            with cgutils.if_unlikely(builder, builder.icmp_signed("<", k_last, K)):
+                group(rows, k_last, True)
+
+        n_vectors = builder.sdiv(builder.add(nb_value, intp(lanes - 1)), intp(lanes))
+        whole = builder.sdiv(n_vectors, intp(V))
+        with cgutils.for_range(builder, whole) as chunk:
+            tile(builder.mul(chunk.index, intp(V * lanes)), V)
+        rest = builder.sub(n_vectors, builder.mul(whole, intp(V)))
+        with cgutils.for_range(builder, rest) as extra:
+            first = builder.add(builder.mul(whole, intp(V)), extra.index)
+            tile(builder.mul(first, intp(lanes)), 1)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -47,10 +47,14 @@ from ._blocks import (
 )
 from ._math import (
     holds_float64,
-    one_of,
     zero_of,
 )
-from ._simd import upper_tri_product, upper_tri_sq_norms, weighted_lower_scatter
+from ._simd import (
+    sq_distances,
+    upper_tri_product,
+    upper_tri_sq_norms,
+    weighted_lower_scatter,
+)
 
 # ---------------------------------------------------------------------------
 # Block helpers (serial; SHARED ones are linked into the kernels, SERIAL ones
@@ -156,7 +160,7 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
     to the projected means, as for spherical covariances."""
     K = shifted_means.shape[0]
     upper_tri_product(xt, nb, prec, u)
-    _sq_distances(u, nb, shifted_means, L)
+    sq_distances(u, nb, shifted_means, L)
     for k in range(K):
         c = log_norm[k]
         row = L[k]
@@ -285,162 +289,13 @@ def _log_prob_diag(xt, nb, scaled, prec, log_norm, L):
 
 
 @njit(**SHARED)
-def _sq_distances(xt, nb, means, Q):
-    """``Q[k, b] = ||x_b - mu_k||^2`` for every component.
-
-    Four components per sweep over the block, four features at a time: each
-    load of a feature row feeds four subtractions and four FMAs.  One
-    component per sweep streamed the whole block from L2 once per component,
-    and on Zen 4 that stream, not the arithmetic, set the pace (spherical
-    log-density, 16x16: 18.8 -> 12.9 ms per 10^6 rows, one thread; 64x16:
-    70 -> 50).  The last ``K mod 4`` components go one at a time and one
-    feature per sweep: four features per sweep there cost 0.15-0.45 s of
-    compile time for 1-3 % on E-steps with K mod 4 > 0.
-
-    Written as one function: the same loops split into helpers that numba
-    inlines compiled ~0.5 s longer."""
-    D = xt.shape[0]
-    K = means.shape[0]
-    k_whole = K - K % 4
-    d_whole = D - D % 4
-    last = D - 1
-    # The one to three features after the sweeps of four go first, in one
-    # sweep that writes their sum (or zero when there are none); the sweeps
-    # of four add.  Features past the end repeat the last one with zero
-    # weight: ``t = x w - mu w`` is one FMA, as ``x - mu`` is.  One feature
-    # per sweep after a sweep that cleared ``Q`` loaded and stored each row
-    # of ``Q`` three times at D = 2 (whole fits, two threads, 10^6 rows:
-    # tied 2x8 10 % and 3x8 13 % faster, spherical 5-8 %; 0.2 s more
-    # compile time).
-    i0 = min(d_whole, last)
-    i1 = min(d_whole + 1, last)
-    i2 = min(d_whole + 2, last)
-    zero = zero_of(xt)
-    one = one_of(xt)
-    w0 = one if d_whole < D else zero
-    w1 = one if d_whole + 1 < D else zero
-    w2 = one if d_whole + 2 < D else zero
-    f0 = xt[i0]
-    f1 = xt[i1]
-    f2 = xt[i2]
-    # Loop bounds rather than an if/else, which left the loop scalar.
-    n_rest = nb if d_whole < D else 0
-    for k in range(0, k_whole, 4):
-        q0 = Q[k]
-        q1 = Q[k + 1]
-        q2 = Q[k + 2]
-        q3 = Q[k + 3]
-        ma = means[k]
-        mb = means[k + 1]
-        mc = means[k + 2]
-        me = means[k + 3]
-        a0 = ma[i0] * w0
-        a1 = ma[i1] * w1
-        a2 = ma[i2] * w2
-        b0 = mb[i0] * w0
-        b1 = mb[i1] * w1
-        b2 = mb[i2] * w2
-        c0 = mc[i0] * w0
-        c1 = mc[i1] * w1
-        c2 = mc[i2] * w2
-        e0 = me[i0] * w0
-        e1 = me[i1] * w1
-        e2 = me[i2] * w2
-        for b in range(n_rest):
-            z0 = f0[b] * w0
-            z1 = f1[b] * w1
-            z2 = f2[b] * w2
-            t0 = z0 - a0
-            t1 = z1 - a1
-            t2 = z2 - a2
-            q0[b] = (t0 * t0 + t1 * t1) + t2 * t2
-            t0 = z0 - b0
-            t1 = z1 - b1
-            t2 = z2 - b2
-            q1[b] = (t0 * t0 + t1 * t1) + t2 * t2
-            t0 = z0 - c0
-            t1 = z1 - c1
-            t2 = z2 - c2
-            q2[b] = (t0 * t0 + t1 * t1) + t2 * t2
-            t0 = z0 - e0
-            t1 = z1 - e1
-            t2 = z2 - e2
-            q3[b] = (t0 * t0 + t1 * t1) + t2 * t2
-        for b in range(nb - n_rest):
-            q0[b] = 0.0
-            q1[b] = 0.0
-            q2[b] = 0.0
-            q3[b] = 0.0
-        for d in range(0, d_whole, 4):
-            a0 = ma[d]
-            a1 = ma[d + 1]
-            a2 = ma[d + 2]
-            a3 = ma[d + 3]
-            b0 = mb[d]
-            b1 = mb[d + 1]
-            b2 = mb[d + 2]
-            b3 = mb[d + 3]
-            c0 = mc[d]
-            c1 = mc[d + 1]
-            c2 = mc[d + 2]
-            c3 = mc[d + 3]
-            e0 = me[d]
-            e1 = me[d + 1]
-            e2 = me[d + 2]
-            e3 = me[d + 3]
-            x0 = xt[d]
-            x1 = xt[d + 1]
-            x2 = xt[d + 2]
-            x3 = xt[d + 3]
-            for b in range(nb):
-                y0 = x0[b]
-                y1 = x1[b]
-                y2 = x2[b]
-                y3 = x3[b]
-                t0 = y0 - a0
-                t1 = y1 - a1
-                t2 = y2 - a2
-                t3 = y3 - a3
-                q0[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
-                t0 = y0 - b0
-                t1 = y1 - b1
-                t2 = y2 - b2
-                t3 = y3 - b3
-                q1[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
-                t0 = y0 - c0
-                t1 = y1 - c1
-                t2 = y2 - c2
-                t3 = y3 - c3
-                q2[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
-                t0 = y0 - e0
-                t1 = y1 - e1
-                t2 = y2 - e2
-                t3 = y3 - e3
-                q3[b] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
-    for k in range(k_whole, K):
-        q0 = Q[k]
-        ma = means[k]
-        a0 = ma[0]
-        x0 = xt[0]
-        for b in range(nb):
-            t0 = x0[b] - a0
-            q0[b] = t0 * t0
-        for d in range(1, D):
-            a0 = ma[d]
-            x0 = xt[d]
-            for b in range(nb):
-                t0 = x0[b] - a0
-                q0[b] += t0 * t0
-
-
-@njit(**SHARED)
 def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
     """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``.
 
     ``Q[k, b] = ||x_b - mu_k||^2`` and ``L[k, b] = log_norm[k] - prec[k]^2
     Q[k, b]``; ``Q`` may be ``L`` itself when the distances are not needed."""
     K = means.shape[0]
-    _sq_distances(xt, nb, means, Q)
+    sq_distances(xt, nb, means, Q)
     for k in range(K):
         c = log_norm[k]
         p2 = prec[k] * prec[k]
