@@ -87,29 +87,20 @@ def _upper_tri_codegen(context, builder, signature, args, finish):
     rows and every group of four columns ``jj .. jj + 3`` of ``U``, the
     columns of ``x^T U`` are summed in registers and handed to ``finish``."""
     diff_type, nb_type, U_type = signature.args[:3]
-    dtype = diff_type.dtype
-    scalar = context.get_value_type(dtype)
-    vector_bytes = _vector_bytes(context)
-    lanes = vector_bytes * 8 // dtype.bitwidth
-    vector = ir.VectorType(scalar, lanes)
-    intp = context.get_value_type(types.intp)
+    ops = _VectorOps(context, builder, diff_type.dtype)
+    intp = ops.intp
     diff_arr = context.make_array(diff_type)(context, builder, args[0])
     U_arr = context.make_array(U_type)(context, builder, args[2])
     nb_value = context.cast(builder, args[1], nb_type, types.intp)
     D = cgutils.unpack_tuple(builder, diff_arr.shape, 2)[0]
-    fma_function = cgutils.get_or_insert_function(
-        builder.module,
-        ir.FunctionType(vector, [vector, vector, vector]),
-        f"llvm.fma.v{lanes}{'f64' if dtype.bitwidth == 64 else 'f32'}",
-    )
-    ops = _VectorOps(context, builder, vector, lanes, dtype, fma_function)
 
     def coefficient(i, j):
         return ops.splat(builder.load(ops.pointer(U_type, U_arr, [i, j])))
 
-    V = _row_vectors(vector_bytes)
+    V = ops.tile_vectors
     accumulators = [
-        [cgutils.alloca_once(builder, vector) for _ in range(V)] for _ in range(COLUMNS)
+        [cgutils.alloca_once(builder, ops.vector) for _ in range(V)]
+        for _ in range(COLUMNS)
     ]
     last_index = builder.sub(D, intp(1))
 
@@ -174,29 +165,44 @@ def _upper_tri_codegen(context, builder, signature, args, finish):
             group(rows, jj, [clamp(column) for column in columns], counted)
         finish.end(ops, rows)
 
-    n_vectors = builder.sdiv(builder.add(nb_value, intp(lanes - 1)), intp(lanes))
-    whole = builder.sdiv(n_vectors, intp(V))
-    with cgutils.for_range(builder, whole) as chunk:
-        tile(builder.mul(chunk.index, intp(V * lanes)), V)
-    rest = builder.sub(n_vectors, builder.mul(whole, intp(V)))
-    with cgutils.for_range(builder, rest) as extra:
-        first = builder.add(builder.mul(whole, intp(V)), extra.index)
-        tile(builder.mul(first, intp(lanes)), 1)
+    ops.for_row_tiles(nb_value, tile)
 
 
 class _VectorOps:
-    """Vector loads, stores and arithmetic of one dtype and width."""
+    """Vector loads, stores and arithmetic for numba's float ``dtype``, at
+    the width of :func:`_vector_bytes`, and the loop over tiles of rows."""
 
-    def __init__(self, context, builder, vector, lanes, dtype, fma_function):
+    def __init__(self, context, builder, dtype):
+        vector_bytes = _vector_bytes(context)
         self.context = context
         self.builder = builder
-        self.vector = vector
-        self.lanes = lanes
+        self.lanes = vector_bytes * 8 // dtype.bitwidth
+        self.vector = ir.VectorType(context.get_value_type(dtype), self.lanes)
+        self.tile_vectors = _row_vectors(vector_bytes)
         self.align = dtype.bitwidth // 8
-        self.fma_function = fma_function
+        self.fma_function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(self.vector, [self.vector] * 3),
+            f"llvm.fma.v{self.lanes}{'f64' if dtype.bitwidth == 64 else 'f32'}",
+        )
         self.intp = context.get_value_type(types.intp)
-        scalar = vector.element
-        self.zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * lanes)
+        scalar = self.vector.element
+        self.zero = ir.Constant(self.vector, [ir.Constant(scalar, 0.0)] * self.lanes)
+
+    def for_row_tiles(self, nb, tile):
+        """``tile(first_row, width)`` for tiles of ``width`` vectors of rows
+        covering rows ``0 .. nb - 1``: ``tile_vectors`` wide, then single
+        vectors."""
+        builder, intp, lanes = self.builder, self.intp, self.lanes
+        V = self.tile_vectors
+        n_vectors = builder.sdiv(builder.add(nb, intp(lanes - 1)), intp(lanes))
+        whole = builder.sdiv(n_vectors, intp(V))
+        with cgutils.for_range(builder, whole) as chunk:
+            tile(builder.mul(chunk.index, intp(V * lanes)), V)
+        rest = builder.sub(n_vectors, builder.mul(whole, intp(V)))
+        with cgutils.for_range(builder, rest) as extra:
+            first = builder.add(builder.mul(whole, intp(V)), extra.index)
+            tile(builder.mul(first, intp(lanes)), 1)
 
     def pointer(self, array_type, array, indices):
         return cgutils.get_item_pointer(
@@ -452,16 +458,9 @@ def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
     def codegen(context, builder, signature, args):
         x_type, nb_type, r_type, s_type, w_type, S_type, sums_type = signature.args
         dtype = x_type.dtype
-        scalar = context.get_value_type(dtype)
-        lanes = _vector_bytes(context) * 8 // dtype.bitwidth
-        vector = ir.VectorType(scalar, lanes)
-        fma_function = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector, [vector, vector, vector]),
-            f"llvm.fma.v{lanes}{'f64' if dtype.bitwidth == 64 else 'f32'}",
-        )
-        ops = _VectorOps(context, builder, vector, lanes, dtype, fma_function)
-        intp = ops.intp
+        ops = _VectorOps(context, builder, dtype)
+        intp, lanes, vector = ops.intp, ops.lanes, ops.vector
+        scalar = vector.element
         double = ir.DoubleType()
         x_arr, r_arr, s_arr, w_arr, S_arr, sums_arr = (
             context.make_array(t)(context, builder, a)
@@ -637,26 +636,17 @@ def sq_distances(typingctx, x, nb, means, Q):
 
     def codegen(context, builder, signature, args):
         x_type, nb_type, means_type, Q_type = signature.args
-        dtype = x_type.dtype
-        vector_bytes = _vector_bytes(context)
-        lanes = vector_bytes * 8 // dtype.bitwidth
-        vector = ir.VectorType(context.get_value_type(dtype), lanes)
-        fma_function = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector, [vector, vector, vector]),
-            f"llvm.fma.v{lanes}{'f64' if dtype.bitwidth == 64 else 'f32'}",
-        )
-        ops = _VectorOps(context, builder, vector, lanes, dtype, fma_function)
-        intp = ops.intp
+        ops = _VectorOps(context, builder, x_type.dtype)
+        intp, lanes = ops.intp, ops.lanes
         x_arr = context.make_array(x_type)(context, builder, args[0])
         means_arr = context.make_array(means_type)(context, builder, args[2])
         Q_arr = context.make_array(Q_type)(context, builder, args[3])
         nb_value = context.cast(builder, args[1], nb_type, types.intp)
         D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
         K = cgutils.unpack_tuple(builder, means_arr.shape, 2)[0]
-        V = _row_vectors(vector_bytes)
+        V = ops.tile_vectors
         accumulators = [
-            [cgutils.alloca_once(builder, vector) for _ in range(V)]
+            [cgutils.alloca_once(builder, ops.vector) for _ in range(V)]
             for _ in range(COLUMNS)
         ]
         last_component = builder.sub(K, intp(1))
@@ -707,14 +697,7 @@ def sq_distances(typingctx, x, nb, means, Q):
             with cgutils.if_unlikely(builder, builder.icmp_signed("<", k_last, K)):
                 group(rows, k_last, True)
 
-        n_vectors = builder.sdiv(builder.add(nb_value, intp(lanes - 1)), intp(lanes))
-        whole = builder.sdiv(n_vectors, intp(V))
-        with cgutils.for_range(builder, whole) as chunk:
-            tile(builder.mul(chunk.index, intp(V * lanes)), V)
-        rest = builder.sub(n_vectors, builder.mul(whole, intp(V)))
-        with cgutils.for_range(builder, rest) as extra:
-            first = builder.add(builder.mul(whole, intp(V)), extra.index)
-            tile(builder.mul(first, intp(lanes)), 1)
+        ops.for_row_tiles(nb_value, tile)
         return context.get_dummy_value()
 
     return sig, codegen
