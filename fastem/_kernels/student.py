@@ -35,10 +35,11 @@ from ._blocks import (
     add_component_moments,
     aligned_rows,
     emit_rows,
-    load_rows,
+    load_rows_centered,
     responsibilities,
 )
 from ._simd import upper_tri_sq_norms
+from .gaussian import _project_means
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -94,21 +95,18 @@ def log1p_inplace(v, u, k, n):
 
 
 @njit(**SHARED)
-def _log_prob_t(xt, nb, means, prec_chol, dofs, log_norm, diff, M, lq, L, ubuf, kbuf):
+def _log_prob_t(xt, nb, projected, prec_chol, dofs, log_norm, M, lq, L, ubuf, kbuf):
     """``M[k, b]`` Mahalanobis distances, ``lq[k, b] = log(1 + M / nu_k)`` and
-    ``L[k, b] = log p(x_b, k)``."""
+    ``L[k, b] = log p(x_b, k)``, for rows centered on ``c`` and
+    ``projected[k] = (mu_k - c)^T U_k`` (as for Gaussian full covariances:
+    no ``x - mu_k`` copy per component)."""
     D = xt.shape[0]
-    K = means.shape[0]
-    no_offset = np.zeros(D, xt.dtype)
+    K = projected.shape[0]
     for k in range(K):
-        for d in range(D):
-            m = means[k, d]
-            for b in range(nb):
-                diff[d, b] = xt[d, b] - m
         row = M[k]
         for b in range(nb):
             row[b] = 0.0
-        upper_tri_sq_norms(diff, nb, prec_chol[k], no_offset, row)
+        upper_tri_sq_norms(xt, nb, prec_chol[k], projected[k], row)
         inv_nu = 1.0 / dofs[k]
         q = lq[k]
         for b in range(nb):
@@ -121,12 +119,22 @@ def _log_prob_t(xt, nb, means, prec_chol, dofs, log_norm, diff, M, lq, L, ubuf, 
 
 
 @njit(**SERIAL)
+def _centered_means(means, center):
+    """``means - center``: the rows are centered on ``center`` as they are
+    loaded, which keeps the differences small for data far from the origin."""
+    out = np.empty_like(means)
+    for k in range(means.shape[0]):
+        for d in range(means.shape[1]):
+            out[k, d] = means[k, d] - center[d]
+    return out
+
+
+@njit(**SERIAL)
 def _t_buffers(D, K, block):
-    """Per-task scratch of the Student kernels: ``xt, diff, M, lq, L`` for
+    """Per-task scratch of the Student kernels: ``xt, M, lq, L`` for
     :func:`_log_prob_t`, a ``(K, block)`` buffer for the responsibilities
     (or per-row probabilities), ``rowmax, total`` and ``kbuf``."""
     return (
-        aligned_rows(D, block, np.float64),
         aligned_rows(D, block, np.float64),
         aligned_rows(K, block, np.float64),
         aligned_rows(K, block, np.float64),
@@ -141,6 +149,7 @@ def _t_buffers(D, K, block):
 @njit(**KERNEL)
 def estep_student(
     X,
+    center,
     sw,
     log_norm,
     means,
@@ -166,16 +175,18 @@ def estep_student(
     N, D = X.shape
     K = means.shape[0]
     for t in range(task_begin, task_end):
-        xt, diff, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
+        xt, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
+        centered = _centered_means(means, center)
+        projected = _project_means(centered, prec_chol)
         ru = aligned_rows(K, block, np.float64)
         w = aligned_rows(4, block, np.float64)
         sums = np.empty(D)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            load_rows(X, r0, nb, xt)
+            load_rows_centered(X, r0, nb, center, xt)
             _log_prob_t(
-                xt, nb, means, prec_chol, dofs, log_norm, diff, M, lq, L, total, kbuf
+                xt, nb, projected, prec_chol, dofs, log_norm, M, lq, L, total, kbuf
             )
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
             for k in range(K):
@@ -194,13 +205,14 @@ def estep_student(
                 slogu[t, k] += s_l
                 if scatter:
                     add_component_moments(
-                        xt, nb, ru, k, means[k], w, su[t], sx[t], sxx[t, k], sums
+                        xt, nb, ru, k, centered[k], w, su[t], sx[t], sxx[t, k], sums
                     )
 
 
 @njit(**KERNEL)
 def per_row_student(
     X,
+    center,
     log_norm,
     means,
     prec_chol,
@@ -217,12 +229,13 @@ def per_row_student(
     K = means.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
-        xt, diff, M, lq, L, E, rowmax, total, kbuf = _t_buffers(D, K, block)
+        xt, M, lq, L, E, rowmax, total, kbuf = _t_buffers(D, K, block)
+        projected = _project_means(_centered_means(means, center), prec_chol)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)
-            load_rows(X, r0, nb, xt)
+            load_rows_centered(X, r0, nb, center, xt)
             _log_prob_t(
-                xt, nb, means, prec_chol, dofs, log_norm, diff, M, lq, L, total, kbuf
+                xt, nb, projected, prec_chol, dofs, log_norm, M, lq, L, total, kbuf
             )
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)

@@ -169,6 +169,11 @@ def log_norm(params: StudentParams) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+def _center(params: StudentParams) -> np.ndarray:
+    """The mixture's mean location, on which the kernels center the rows."""
+    return np.ascontiguousarray(params.weights @ params.means, dtype=np.float64)
+
+
 def e_step(
     X: np.ndarray,
     sample_weight: np.ndarray,
@@ -195,6 +200,7 @@ def e_step(
         _k.estep_student,
         T,
         X,
+        _center(params),
         sample_weight,
         log_norm(params),
         means,
@@ -247,6 +253,7 @@ def per_row(
         _k.per_row_student,
         per_row_tasks(N, block),
         X,
+        _center(params),
         log_norm(params),
         np.ascontiguousarray(params.means),
         np.ascontiguousarray(params.precisions_cholesky),
