@@ -239,11 +239,14 @@ class _SquaredNorms:
     def __init__(self, off_type, off_arr, out_type, out_arr):
         self.off_type, self.off_arr = off_type, off_arr
         self.out_type, self.out_arr = out_type, out_arr
-        self.norms = []
+        self.norms = None
 
     def start(self, ops, rows):
-        while len(self.norms) < len(rows):
-            self.norms.append(cgutils.alloca_once(ops.builder, ops.vector))
+        if self.norms is None:
+            self.norms = [
+                cgutils.alloca_once(ops.builder, ops.vector)
+                for _ in range(ops.tile_vectors)
+            ]
         for w in range(len(rows)):
             ops.builder.store(ops.zero, self.norms[w])
 

@@ -119,17 +119,6 @@ def _log_prob_t(xt, nb, projected, prec_chol, dofs, log_norm, M, lq, L, ubuf, kb
 
 
 @njit(**SERIAL)
-def _centered_means(means, center):
-    """``means - center``: the rows are centered on ``center`` as they are
-    loaded, which keeps the differences small for data far from the origin."""
-    out = np.empty_like(means)
-    for k in range(means.shape[0]):
-        for d in range(means.shape[1]):
-            out[k, d] = means[k, d] - center[d]
-    return out
-
-
-@njit(**SERIAL)
 def _t_buffers(D, K, block):
     """Per-task scratch of the Student kernels: ``xt, M, lq, L`` for
     :func:`_log_prob_t`, a ``(K, block)`` buffer for the responsibilities
@@ -150,9 +139,9 @@ def _t_buffers(D, K, block):
 def estep_student(
     X,
     center,
+    means,
     sw,
     log_norm,
-    means,
     prec_chol,
     dofs,
     scatter,
@@ -167,7 +156,9 @@ def estep_student(
     task_begin,
     task_end,
 ):
-    """Statistics of the rows of ``X`` (outputs with a leading task axis).
+    """Statistics of the rows of ``X`` (outputs with a leading task axis),
+    centered on ``center`` as they are loaded; ``means`` are ``mu_k -
+    center``.
 
     With ``scatter`` False only ``nk``, ``slogu`` and ``acc`` are filled (the
     extra pass of the ECME degrees-of-freedom update).
@@ -176,8 +167,7 @@ def estep_student(
     K = means.shape[0]
     for t in range(task_begin, task_end):
         xt, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
-        centered = _centered_means(means, center)
-        projected = _project_means(centered, prec_chol)
+        projected = _project_means(means, prec_chol)
         ru = aligned_rows(K, block, np.float64)
         w = aligned_rows(4, block, np.float64)
         sums = np.empty(D)
@@ -205,7 +195,7 @@ def estep_student(
                 slogu[t, k] += s_l
                 if scatter:
                     add_component_moments(
-                        xt, nb, ru, k, centered[k], w, su[t], sx[t], sxx[t, k], sums
+                        xt, nb, ru, k, means[k], w, su[t], sx[t], sxx[t, k], sums
                     )
 
 
@@ -213,8 +203,8 @@ def estep_student(
 def per_row_student(
     X,
     center,
-    log_norm,
     means,
+    log_norm,
     prec_chol,
     dofs,
     block,
@@ -224,13 +214,14 @@ def per_row_student(
     task_begin,
     task_end,
 ):
-    """Per-row ``log p(x)``, posteriors and labels (length-0 outputs skipped)."""
+    """Per-row ``log p(x)``, posteriors and labels (length-0 outputs skipped);
+    ``means`` are ``mu_k - center``, as in :func:`estep_student`."""
     N, D = X.shape
     K = means.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
     for t in range(task_begin, task_end):
         xt, M, lq, L, E, rowmax, total, kbuf = _t_buffers(D, K, block)
-        projected = _project_means(_centered_means(means, center), prec_chol)
+        projected = _project_means(means, prec_chol)
         r_end = min(N, (t + 1) * rows_per_task)
         for r0 in range(t * rows_per_task, r_end, block):
             nb = min(block, r_end - r0)

@@ -169,9 +169,12 @@ def log_norm(params: StudentParams) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def _center(params: StudentParams) -> np.ndarray:
-    """The mixture's mean location, on which the kernels center the rows."""
-    return np.ascontiguousarray(params.weights @ params.means, dtype=np.float64)
+def _centered(params: StudentParams) -> tuple[np.ndarray, np.ndarray]:
+    """The mixture's mean location ``c``, on which the kernels center the
+    rows as they load them, and the locations ``mu_k - c``."""
+    means = np.asarray(params.means, dtype=np.float64)
+    center = np.ascontiguousarray(params.weights @ means)
+    return center, np.ascontiguousarray(means - center)
 
 
 def e_step(
@@ -200,10 +203,9 @@ def e_step(
         _k.estep_student,
         T,
         X,
-        _center(params),
+        *_centered(params),
         sample_weight,
         log_norm(params),
-        means,
         np.ascontiguousarray(params.precisions_cholesky),
         dofs,
         scatter,
@@ -253,9 +255,8 @@ def per_row(
         _k.per_row_student,
         per_row_tasks(N, block),
         X,
-        _center(params),
+        *_centered(params),
         log_norm(params),
-        np.ascontiguousarray(params.means),
         np.ascontiguousarray(params.precisions_cholesky),
         np.ascontiguousarray(params.dofs, dtype=np.float64),
         block,
