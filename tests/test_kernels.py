@@ -503,45 +503,61 @@ def _in_place_loop(scalar_function):
     return apply
 
 
-def test_vectorised_exp_is_accurate():
-    """exp_simd against numpy, inlined into a fast-math loop as in the
-    kernels: within 1 ulp on [-708, 0] (float64), a few float32 ulp, and
-    exactly 0 below the cut-off and at -inf."""
+@pytest.mark.parametrize("nb", [192, 133])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_exponentials_match_numpy(dtype, nb):
+    """shifted_exponentials against numpy: the row maximum exactly, the
+    exponentials within an ulp (float64; float32: 2 ulp) on [-708, 0]
+    (float32: [-87, 0]), exactly 0 below that and for rows whose every
+    log-density is -inf, the sums, and nothing written past row nb (133:
+    a partial last vector of rows)."""
     from numba import njit
 
-    from fastem._kernels._math import exp_simd
+    from fastem._kernels._blocks import aligned_rows
+    from fastem._kernels._exp_block import shifted_exponentials
 
-    @njit(fastmath=True)
-    def exp_array(v, n):
-        for i in range(n):
-            v[i] = exp_simd(v[i])
+    @njit
+    def run(L, nb, rowmax, E, total):
+        shifted_exponentials(L, nb, rowmax, E, total)
 
-    rng = np.random.RandomState(5)
-    v = np.concatenate(
-        [
-            rng.uniform(-708.0, 0.0, 20000),
-            -rng.exponential(1.0, 5000),
-            [0.0, -0.0, -1e-300, -np.log(2) / 2, -np.log(2), -707.9],
-        ]
+    K, B = 7, 192
+    lowest = -708.0 if dtype == np.float64 else -87.0
+    rng = np.random.RandomState(7)
+    L = aligned_rows(K, B, dtype)
+    L[:] = rng.uniform(lowest - 40.0, 0.0, (K, B)) + rng.uniform(-5, 5, B)
+    L[:, :24] = rng.uniform(-3.0, 3.0, (K, 24))  # overlapping components
+    L[2, 30:40] = -np.inf
+    L[:, 50] = -np.inf
+    L[:, 60] = [lowest + 1.0, 0.0, lowest - 1.0, -np.inf, -0.5, -1e-300, -20.0]
+    before = L.copy()
+    E = aligned_rows(K, B, dtype)
+    rowmax = aligned_rows(1, B, dtype)[0]
+    total = aligned_rows(1, B, dtype)[0]
+    for out in (E, rowmax, total):
+        out[...] = 123.0
+    run(L, nb, rowmax, E, total)
+
+    np.testing.assert_array_equal(L, before)
+    expected_max = L[:, :nb].max(axis=0)
+    np.testing.assert_array_equal(rowmax[:nb], expected_max)
+    with np.errstate(invalid="ignore"):
+        # The differences are rounded to the dtype before exponentiating.
+        x = (L[:, :nb] - expected_max).astype(np.float64)
+    reference = np.exp(x)
+    reference[~(x >= lowest)] = 0.0  # NaN (-inf - -inf) included
+    got = E[:, :nb].astype(np.float64)
+    assert np.all(got[reference == 0.0] == 0.0)
+    normal = reference >= np.finfo(dtype).tiny
+    ulp = np.spacing(reference.astype(dtype)).astype(np.float64)
+    ulps = np.abs(got - reference)[normal] / ulp[normal]
+    assert ulps.max() <= (1.0 if dtype == np.float64 else 2.0)
+    assert normal[:, 60].sum() == 5 and got[0, 60] > 0.0 and got[2, 60] == 0.0
+    assert np.all(E[:, 50] == 0.0) and rowmax[50] == -np.inf and total[50] == 0.0
+    np.testing.assert_allclose(
+        total[:nb], got.sum(axis=0), rtol=8 * np.finfo(dtype).eps
     )
-    out = v.copy()
-    exp_array(out, len(v))
-    ulps = np.abs(out - np.exp(v)) / np.spacing(np.exp(v))
-    assert ulps.max() <= 1.0
-
-    v32 = np.concatenate([v[v > -87.0], [-86.9]]).astype(np.float32)
-    out32 = v32.copy()
-    exp_array(out32, len(v32))
-    ref32 = np.exp(v32.astype(np.float64)).astype(np.float32)
-    assert out32.dtype == np.float32
-    assert (np.abs(out32 - ref32) / np.spacing(ref32)).max() <= 4.0
-
-    low = np.array([-709.0, -1e4, -np.inf, -5.0])
-    exp_array(low, 3)  # only the first three entries
-    np.testing.assert_array_equal(low, [0.0, 0.0, 0.0, -5.0])
-    low32 = np.array([-88.0, -np.inf], np.float32)
-    exp_array(low32, 2)
-    np.testing.assert_array_equal(low32, [0.0, 0.0])
+    assert np.all(E[:, nb:] == 123.0)
+    assert np.all(rowmax[nb:] == 123.0) and np.all(total[nb:] == 123.0)
 
 
 def test_vectorised_reciprocal_is_accurate():
@@ -866,14 +882,15 @@ def test_micro_kernels_without_avx512(tmp_path):
         "import pytest, sys\n"
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k',"
         " '(micro_kernels_match or scatter_kernels_match) and"
-        " (float64-3 or float64-9 or float32-5 or float32-13)',"
+        " (float64-3 or float64-9 or float32-5 or float32-13)"
+        " or block_exponentials',"
         f" {__file__!r}]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed" in result.stdout
+    assert "10 passed" in result.stdout
 
 
 @pytest.mark.parametrize("block_bytes", [32768, 131072])

@@ -19,7 +19,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from .._config import OVERLOAD, SERIAL, SHARED
-from ._math import above_weight_floor, exp_simd, log_simd, reciprocal, zero_of
+from ._exp_block import shifted_exponentials
+from ._math import above_weight_floor, log_simd, reciprocal, zero_of
 from ._simd import weighted_lower_scatter
 from ._transpose import TILE, prefetch, transpose_tile
 
@@ -209,40 +210,9 @@ def exp_shifted(L, nb, rowmax, E, total):
     """``rowmax[b] = max_k L[k, b]``, ``E[k, b] = exp(L[k, b] - rowmax[b])``
     and ``total[b] = sum_k E[k, b]`` for the ``nb`` columns of the ``(K, B)``
     block ``L`` (the stable log-sum-exp: every exponent is <= 0, and
-    ``log sum_k exp(L[k, b]) = rowmax[b] + log total[b]``)."""
-    K = L.shape[0]
-    for b in range(nb):
-        rowmax[b] = L[0, b]
-        total[b] = 0.0
-    for k in range(1, K):
-        for b in range(nb):
-            rowmax[b] = max(rowmax[b], L[k, b])
-    # Two components per sweep: two independent exponentials (each a chain of
-    # 14 dependent operations) per row keep the FMA pipes busy, and ``total``
-    # is loaded and stored half as often (6-12 % faster).
-    # A ``while`` counter on purpose: written as ``range(0, K - K % 2, 2)``,
-    # the same loop ran 3x slower per exponential (0.95 -> 2.9 ns, K = 8, on
-    # an AVX-512 Xeon), although LLVM vectorised both.  ``K - K`` rather than
-    # the literal 0, which would take numba's type inference a third round.
-    k = K - K
-    while k + 1 < K:
-        l0 = L[k]
-        l1 = L[k + 1]
-        e0 = E[k]
-        e1 = E[k + 1]
-        for b in range(nb):
-            m = rowmax[b]
-            a = exp_simd(l0[b] - m)
-            c = exp_simd(l1[b] - m)
-            e0[b] = a
-            e1[b] = c
-            total[b] += a + c
-        k += 2
-    if k < K:
-        for b in range(nb):
-            e = exp_simd(L[k, b] - rowmax[b])
-            E[k, b] = e
-            total[b] += e
+    ``log sum_k exp(L[k, b]) = rowmax[b] + log total[b]``); see
+    :func:`~fastem._kernels._exp_block.shifted_exponentials`."""
+    shifted_exponentials(L, nb, rowmax, E, total)
 
 
 @njit(**SERIAL)

@@ -1,8 +1,8 @@
-"""Vectorisable elementary functions (exponential, logarithm, reciprocal)
-and the dtype-generic constants the kernels use.
+"""Vectorisable elementary functions (logarithm, reciprocal) and the
+dtype-generic constants the kernels use.
 
-numba's ``math.exp`` is a scalar libm call; the loops here compile to SIMD
-code, which makes the exponentials of the E-step several times cheaper.
+numba's ``math.log`` is a scalar libm call; the loops here compile to SIMD
+code.  The exponentials of the E-step are in :mod:`._exp_block`.
 """
 
 from __future__ import annotations
@@ -13,32 +13,14 @@ from numba.extending import intrinsic, overload
 
 from .._config import CONTRACT_ONLY, OVERLOAD
 
-_LOG2E = 1.4426950408889634
 # Cody-Waite split of log(2): _LN2_HI has trailing zero bits, so k * _LN2_HI
 # is exact for |k| < 2**11.
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
-#: Below this, exp underflows to (sub)normal numbers; we return 0.
-_EXP_MIN = -708.0
 
-
-_F32_LOG2E = np.float32(_LOG2E)
-_F32_LN2_HI = np.float32(0.693359375)
-_F32_LN2_LO = np.float32(-2.12194440e-4)
-_F32_EXP_MIN = np.float32(-87.0)  # exp(-87) > smallest normal float32
 _F32_ZERO = np.float32(0.0)
 _F32_ONE = np.float32(1.0)
 _F32_WEIGHT_FLOOR = np.float32(2.0**-92)
-_F32_C = (
-    np.float32(1.0 / 5040),
-    np.float32(1.0 / 720),
-    np.float32(1.0 / 120),
-    np.float32(1.0 / 24),
-    np.float32(1.0 / 6),
-    np.float32(0.5),
-    np.float32(1.0),
-    np.float32(1.0),
-)
 
 
 #: The type whose bits each type reinterprets as (:func:`_same_bits`).
@@ -62,82 +44,6 @@ def _same_bits(typingctx, value):
         return builder.bitcast(args[0], context.get_value_type(result))
 
     return result(value), codegen
-
-
-# Adding 1.5 * 2^52 + 1023 (float32: 1.5 * 2^23 + 127) rounds x / log 2 to
-# an integer k held, with the exponent bias added, in the low bits of the sum:
-# k itself is the sum minus the constant, and the low bits shifted into the
-# exponent field give 2^k.  That is one FMA-pipe operation for the rounding
-# and one for 2^k, in place of a rounding and two conversions (exp_shifted
-# 4-8 % faster) and of adding the bias to the bits.
-_SHIFTER = 6755399441055744.0 + 1023.0
-_F32_SHIFTER = np.float32(12582912.0 + 127.0)
-
-
-# Compiled with FMA contraction only: reassociating the range reduction costs
-# up to 12 ulp, while fused multiply-adds make both the reduction and Horner's
-# scheme more accurate and twice as fast (within 1 ulp of libm on [-708, 0]).
-@njit(**CONTRACT_ONLY)
-def _exp64(x):
-    shifted = x * _LOG2E + _SHIFTER
-    k = shifted - _SHIFTER
-    r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = 2.5110049204818658e-08
-    p = p * r + 2.763265472252779e-07
-    p = p * r + 2.755724088722987e-06
-    p = p * r + 2.4801485441561313e-05
-    p = p * r + 0.00019841269890076403
-    p = p * r + 0.0013888888952352863
-    p = p * r + 0.008333333333319589
-    p = p * r + 0.04166666666648795
-    p = p * r + 0.1666666666666668
-    p = p * r + 0.5000000000000019
-    p = p * r + 1.0
-    p = p * r + 1.0
-    scale = _same_bits(_same_bits(shifted) << 52)
-    return p * scale if x >= _EXP_MIN else 0.0
-
-
-@njit(**CONTRACT_ONLY)
-def _exp32(x):
-    c = _F32_C
-    shifted = x * _F32_LOG2E + _F32_SHIFTER
-    k = shifted - _F32_SHIFTER
-    r = (x - k * _F32_LN2_HI) - k * _F32_LN2_LO
-    p = c[0]
-    p = p * r + c[1]
-    p = p * r + c[2]
-    p = p * r + c[3]
-    p = p * r + c[4]
-    p = p * r + c[5]
-    p = p * r + c[6]
-    p = p * r + c[7]
-    scale = _same_bits(np.int32(np.int64(_same_bits(shifted)) << 23))
-    return p * scale if x >= _F32_EXP_MIN else _F32_ZERO
-
-
-def exp_simd(x):
-    """``exp(x)`` for a float64 or float32 scalar, in code that vectorises.
-
-    Call it inside a loop over an array: LLVM inlines it and the loop becomes
-    SIMD code (numba's ``math.exp`` is a scalar libm call that does not).
-    ``exp(x) = 2^k exp(r)`` with ``k = round(x / log 2)`` and
-    ``|r| <= log(2)/2``; ``exp(r)`` by a polynomial (float64: degree 11,
-    interpolating ``exp`` at the Chebyshev nodes of ``|r| <= 0.3466``,
-    relative error 4e-18; float32: Taylor, degree 7, < 3e-9) and ``2^k``
-    assembled in the exponent bits.  Arguments below -708 (float64) or -87
-    (float32), ``-inf`` included, give 0 rather than a subnormal number.
-    """
-    return _exp64(x) if isinstance(x, float) else _exp32(x)
-
-
-# Chosen by type at typing time: a float64 kernel never compiles the float32
-# exponential.
-@overload(exp_simd, jit_options=OVERLOAD)
-def _exp_simd_typed(x):
-    if x == types.float64:
-        return lambda x: _exp64(x)
-    return lambda x: _exp32(x)
 
 
 # fdlibm's e_log.c (Sun Microsystems, 1993): log(1 + f) = f - hfsq + s (hfsq
