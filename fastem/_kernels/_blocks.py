@@ -278,14 +278,21 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
             ll += rowmax[b]
             total[b] = reciprocal(total[b])
         wsum = float(nb)
-    joint = zero_of(L)
+    joint = 0.0
+    zero = zero_of(L)
     for k in range(K):
+        # In the dtype of the block over one component's rows (the literal
+        # 0.0 in place of ``zero`` made the float32 sum a float64 one, with
+        # every product converted: 1.8 instead of 0.6 ms per 10^6 rows at
+        # K = 8), then in float64.
+        joint_k = zero
         for b in range(nb):
             # Tiny float32 weights become zero before the row weight scales
             # them: no subnormal arithmetic downstream.
             r = above_weight_floor(resp[k, b]) * total[b]
             resp[k, b] = r
-            joint += r * L[k, b] if r != 0.0 else 0.0
+            joint_k += r * L[k, b] if r != zero else zero
+        joint += float(joint_k)
     acc[0] += ll
     acc[1] += wsum
     acc[2] += joint
