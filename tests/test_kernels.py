@@ -754,6 +754,42 @@ def test_block_log_likelihood_with_many_equal_components(n_components):
     np.testing.assert_allclose(resp.sum(axis=0), 1.0, rtol=1e-13)
 
 
+@pytest.mark.parametrize(
+    "n_features, n_components, nb",
+    [(1, 1, 3), (2, 8, 250), (3, 5, 1), (5, 7, 133), (16, 16, 256), (9, 17, 200)],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_row_sums_match_numpy(dtype, n_features, n_components, nb):
+    """weighted_row_sums against numpy's R X: components and features that
+    fill whole 4 x 4 tiles or end inside one, row counts that end inside a
+    vector (NaN past them must not leak in), and nothing written outside
+    the (K, D) output."""
+    from numba import njit
+
+    from fastem._kernels._blocks import aligned_rows
+    from fastem._kernels._simd import weighted_row_sums
+
+    @njit
+    def run(x, nb, r, out):
+        weighted_row_sums(x, nb, r, out)
+
+    D, K, B = n_features, n_components, 256
+    rng = np.random.RandomState(D + K)
+    x = aligned_rows(D, B, dtype)
+    x[:] = rng.normal(size=(D, B))
+    x[:, nb:] = np.nan
+    r = aligned_rows(K, B, dtype)
+    r[:] = rng.uniform(size=(K, B))
+    r[:, nb:] = np.nan
+    guarded = np.full(K * D + 16, 7.0)
+    out = guarded[8 : 8 + K * D].reshape(K, D)
+    run(x, nb, r, out)
+    expected = r[:, :nb].astype(np.float64) @ x[:, :nb].T.astype(np.float64)
+    scale = np.abs(r[:, :nb]).astype(np.float64) @ np.abs(x[:, :nb].T)
+    assert np.all(np.abs(out - expected) <= 4 * np.finfo(dtype).eps * scale + 1e-300)
+    assert np.all(guarded[:8] == 7.0) and np.all(guarded[-8:] == 7.0)
+
+
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 18])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_block_scatter_kernels_match_numpy(n_features, dtype):
@@ -883,14 +919,14 @@ def test_micro_kernels_without_avx512(tmp_path):
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k',"
         " '(micro_kernels_match or scatter_kernels_match) and"
         " (float64-3 or float64-9 or float32-5 or float32-13)"
-        " or block_exponentials',"
+        " or block_exponentials or weighted_row_sums',"
         f" {__file__!r}]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 passed" in result.stdout
+    assert "22 passed" in result.stdout
 
 
 @pytest.mark.parametrize("block_bytes", [32768, 131072])

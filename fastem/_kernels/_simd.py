@@ -704,3 +704,108 @@ def sq_distances(typingctx, x, nb, means, Q):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def weighted_row_sums(typingctx, x, nb, r, out):
+    """``out[k, d] = sum_b r[k, b] x[d, b]`` over the rows ``b < nb``: the
+    first moments ``R X`` of a block as a small matrix product.
+
+    ``x`` is ``(D, B)`` (rows of the block in columns) and ``r`` ``(K, B)``,
+    C-contiguous and of one float dtype; ``out`` is ``(K, D)`` float64.
+    ``B`` is a multiple of the vector width (see :func:`upper_tri_sq_norms`);
+    the lanes past ``nb`` are masked.
+
+    Four components by four features at a time (two features with 32-byte
+    vectors): sixteen accumulators stay in registers over the block, fed by
+    four loads of ``r`` and four of ``x`` per vector of rows (one FMA per
+    product, where the numba loop around a shift took a subtraction and an
+    FMA), and their partial sums, in the dtype of ``x``, are folded in one
+    tree of shuffles.  Groups past ``K`` or ``D`` repeat the last component
+    or feature and are not written."""
+    if not (_is_float_array(x, 2) and _is_float_array(r, 2)):
+        return None
+    if not _is_float_array(out, 2) or out.dtype != types.float64:
+        return None
+    if x.dtype != r.dtype or not isinstance(nb, types.Integer):
+        return None
+    sig = types.void(x, nb, r, out)
+
+    def codegen(context, builder, signature, args):
+        x_type, nb_type, r_type, out_type = signature.args
+        ops = _VectorOps(context, builder, x_type.dtype)
+        intp, lanes = ops.intp, ops.lanes
+        x_arr = context.make_array(x_type)(context, builder, args[0])
+        r_arr = context.make_array(r_type)(context, builder, args[2])
+        out_arr = context.make_array(out_type)(context, builder, args[3])
+        nb_value = context.cast(builder, args[1], nb_type, types.intp)
+        D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
+        K = cgutils.unpack_tuple(builder, r_arr.shape, 2)[0]
+        features_per_tile = COLUMNS if lanes * x_type.dtype.bitwidth == 512 else 2
+        accumulators = [
+            [cgutils.alloca_once(builder, ops.vector) for _ in range(features_per_tile)]
+            for _ in range(COLUMNS)
+        ]
+        n_whole_vectors = builder.sdiv(nb_value, intp(lanes))
+        tail = builder.sub(nb_value, builder.mul(n_whole_vectors, intp(lanes)))
+        tail_mask = _lane_mask(ops, tail)
+
+        def load(array_type, array, indices, mask):
+            value = ops.load(array_type, array, indices)
+            return value if mask is None else builder.select(mask, value, ops.zero)
+
+        def group(first, count, size):
+            """Indices ``first .. first + size - 1`` clamped to ``count - 1``,
+            and whether each is below ``count``."""
+            last = builder.sub(count, intp(1))
+            indices, valid = [], []
+            for i in range(size):
+                index = builder.add(first, intp(i))
+                ok = builder.icmp_signed("<", index, count)
+                indices.append(builder.select(ok, index, last))
+                valid.append(ok)
+            return indices, valid
+
+        def tile(k0, d0):
+            components, k_valid = group(k0, K, COLUMNS)
+            features, d_valid = group(d0, D, features_per_tile)
+            for row in accumulators:
+                for acc in row:
+                    builder.store(ops.zero, acc)
+
+            def add_rows(b, mask):
+                rs = [load(r_type, r_arr, [k, b], mask) for k in components]
+                xs = [load(x_type, x_arr, [d, b], mask) for d in features]
+                for a, weight in enumerate(rs):
+                    for c, value in enumerate(xs):
+                        acc = accumulators[a][c]
+                        builder.store(ops.fma(weight, value, builder.load(acc)), acc)
+
+            with cgutils.for_range(builder, n_whole_vectors) as v:
+                add_rows(builder.mul(v.index, intp(lanes)), None)
+            with cgutils.if_unlikely(builder, builder.icmp_signed(">", tail, intp(0))):
+                add_rows(builder.mul(n_whole_vectors, intp(lanes)), tail_mask)
+            totals = _tree_sums(
+                ops, [builder.load(acc) for row in accumulators for acc in row]
+            )
+            for a in range(COLUMNS):
+                for c in range(features_per_tile):
+                    total = totals[a * features_per_tile + c]
+                    if x_type.dtype.bitwidth < 64:
+                        total = builder.fpext(total, ir.DoubleType())
+                    ok = builder.and_(k_valid[a], d_valid[c])
+                    with cgutils.if_likely(builder, ok):
+                        p = ops.pointer(out_type, out_arr, [components[a], features[c]])
+                        builder.store(total, p)
+
+        k_groups = builder.sdiv(builder.add(K, intp(COLUMNS - 1)), intp(COLUMNS))
+        d_groups = builder.sdiv(
+            builder.add(D, intp(features_per_tile - 1)), intp(features_per_tile)
+        )
+        with cgutils.for_range(builder, k_groups) as kg:
+            k0 = builder.mul(kg.index, intp(COLUMNS))
+            with cgutils.for_range(builder, d_groups) as dg:
+                tile(k0, builder.mul(dg.index, intp(features_per_tile)))
+        return context.get_dummy_value()
+
+    return sig, codegen

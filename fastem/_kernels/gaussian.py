@@ -733,6 +733,7 @@ def estep_tied(
         rowmax = aligned_rows(1, block, dt)[0]
         total = aligned_rows(1, block, dt)[0]
         nblk = np.empty(K, dt)
+        sums = np.empty((K, D))
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -745,7 +746,7 @@ def estep_tied(
             # include the spread between the components, which the M-step
             # subtracts again (float32 sums around c would leave
             # eps32 (distance / spread)^2 of error).
-            accumulate_first_moments(xt, nb, resp, means, nblk, sx[t])
+            accumulate_first_moments(xt, nb, resp, means, nblk, sums, sx[t])
             for k in range(K):
                 n = nblk[k]
                 nk[t, k] += n
@@ -835,6 +836,7 @@ def estep_spherical(
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
         nblk = np.empty(K, dt)
+        sums = np.empty((K, D))
         rowmax = aligned_rows(1, block, dt)[0]
         total = aligned_rows(1, block, dt)[0]
         r_end = min(N, (t + 1) * task_rows)
@@ -843,7 +845,7 @@ def estep_spherical(
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            accumulate_first_moments(xt, nb, resp, means, nblk, sx[t])
+            accumulate_first_moments(xt, nb, resp, means, nblk, sums, sx[t])
             for k in range(K):
                 n = nblk[k]
                 if n == 0.0:
