@@ -858,8 +858,8 @@ def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
         upper_tri_sq_norms(x, nb, U, off, out)
 
     @njit
-    def distances(x, nb, means, Q):
-        sq_distances(x, nb, means, Q)
+    def distances(x, nb, means, Q, expanded):
+        sq_distances(x, nb, means, Q, expanded)
 
     @njit
     def product(x, nb, U, y):
@@ -887,13 +887,21 @@ def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
         np.testing.assert_array_equal(y[D], 7.0)
         # Five components: a group of four and one more.
         means = rng.standard_normal((5, D)).astype(dtype)
-        Q = np.full((6, B), 7.0, dtype)
-        distances(x, nb, means, Q)
+        means[0] = x[:, 0]  # a distance of 0: the expansion must not go below
         expected = ((x[:, :nb].T[None] - means[:, None]).astype(np.float64) ** 2).sum(
             -1
         )
-        np.testing.assert_allclose(Q[:5, :nb], expected, rtol=10 * rtol)
-        np.testing.assert_array_equal(Q[5], 7.0)
+        for expanded in (False, True):
+            Q = np.full((6, B), 7.0, dtype)
+            distances(x, nb, means, Q, expanded)
+            # Expanded: ||x||^2 + ||m||^2 - 2 m^T x, whose rounding is
+            # relative to the two squared norms.
+            scale = (x[:, :nb] ** 2).sum(0) + (means**2).sum(1)[:, None]
+            np.testing.assert_allclose(
+                Q[:5, :nb], expected, rtol=10 * rtol, atol=10 * rtol * scale.max()
+            )
+            assert np.all(Q[:5, :nb] >= 0.0)
+            np.testing.assert_array_equal(Q[5], 7.0)
 
 
 def test_micro_kernels_without_avx512(tmp_path):
@@ -1118,3 +1126,33 @@ def test_diag_log_densities_for_every_feature_remainder(
     X, _ = make_mixture(300, n_features, K, seed=130 + n_features)
     ref, params = _start(X, "diag")
     _assert_rows_match_reference(X.astype(dtype), params, ref)
+
+
+@pytest.mark.parametrize("spreads_away", [20.0, 2e4])
+@pytest.mark.parametrize("cov", ["spherical", "tied"])
+def test_expanded_distances_only_near_the_mixture_mean(cov, spreads_away):
+    """float64 spherical and tied distances are expanded (``||x||^2 +
+    ||m||^2 - 2 m^T x``, one FMA per feature) only when every mean is within
+    ``32 sqrt(D)`` spreads of the mixture mean: the expansion cancels
+    ``eps (|mu - c| / sigma)^2`` of a row's distance to its component (4e-8
+    at 2e4 spreads), the distances around each mean ``eps |mu - c| /
+    sigma``.  Means 20 (expanded) and 2e4 (not expanded) spreads from ``c =
+    0``; per-row log-densities against numpy."""
+    D, n = 5, 600
+    rng = np.random.default_rng(int(spreads_away))
+    sigma = np.array([0.5, 1.0, 2.0]) if cov == "spherical" else np.ones(K)
+    means = rng.choice([-1.0, 1.0], size=(K, D)) * spreads_away * sigma[:, None]
+    means /= np.sqrt(D)
+    weights = np.array([0.2, 0.3, 0.5])
+    labels = rng.integers(0, K, n)
+    X = means[labels] + rng.normal(size=(n, D)) * sigma[labels, None]
+    center = X.mean(axis=0)
+    X -= center
+    means -= center
+    covariances = sigma**2 if cov == "spherical" else np.eye(D)
+    precisions = 1.0 / covariances if cov == "spherical" else covariances
+    ref = mixture_from_precisions(weights, means, precisions, cov)
+    params = make_gaussian_params(weights, means, covariances, cov)
+    lse, resp, _ = gaussian_per_row(X, params, responsibilities=True)
+    np.testing.assert_allclose(lse, score_samples(X, ref), rtol=0, atol=1e-9)
+    assert_close(resp, predict_proba(X, ref), 1e-9, "responsibilities")

@@ -621,7 +621,7 @@ def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
 
 
 @intrinsic
-def sq_distances(typingctx, x, nb, means, Q):
+def sq_distances(typingctx, x, nb, means, Q, expanded):
     """``Q[k, b] = ||x[:, b] - means[k]||^2`` for every component ``k``.
 
     ``x`` is ``(D, B)`` (rows of the block in columns), ``means`` ``(K,
@@ -631,16 +631,23 @@ def sq_distances(typingctx, x, nb, means, Q):
 
     Four components and ``V`` vectors of rows at a time: their ``4 V``
     distances stay in registers while the features stream past (``V`` loads
-    of ``x`` and four broadcasts of the means feed ``4 V`` subtractions and
-    FMAs) and are stored once."""
+    of ``x`` and four broadcasts of the means) and are stored once.  With
+    ``expanded`` false, each feature costs a subtraction and an FMA.  With
+    ``expanded`` true, one FMA: the distance is ``||x||^2 + ||m||^2 - 2 m^T
+    x`` (clamped at 0), with ``||x||^2`` summed once per vector of rows.
+    That loses ``eps (||x||^2 + ||m||^2)`` to cancellation, so callers
+    expand only when every mean is within a few spreads of the origin
+    (:func:`fastem._kernels.gaussian._near_origin`)."""
     sig = _check(x, nb, means, (Q,))
-    if sig is None or Q.ndim != 2:
+    if sig is None or Q.ndim != 2 or not isinstance(expanded, types.Boolean):
         return None
+    sig = types.void(*sig.args, expanded)
 
     def codegen(context, builder, signature, args):
-        x_type, nb_type, means_type, Q_type = signature.args
+        x_type, nb_type, means_type, Q_type, _ = signature.args
         ops = _VectorOps(context, builder, x_type.dtype)
-        intp, lanes = ops.intp, ops.lanes
+        intp = ops.intp
+        scalar = ops.vector.element
         x_arr = context.make_array(x_type)(context, builder, args[0])
         means_arr = context.make_array(means_type)(context, builder, args[2])
         Q_arr = context.make_array(Q_type)(context, builder, args[3])
@@ -652,9 +659,11 @@ def sq_distances(typingctx, x, nb, means, Q):
             [cgutils.alloca_once(builder, ops.vector) for _ in range(V)]
             for _ in range(COLUMNS)
         ]
+        row_norms = [cgutils.alloca_once(builder, ops.vector) for _ in range(V)]
+        mean_norms = [cgutils.alloca_once(builder, scalar) for _ in range(COLUMNS)]
         last_component = builder.sub(K, intp(1))
 
-        def group(rows, k0, padded):
+        def group(rows, k0, padded, expand):
             components = [builder.add(k0, intp(c)) for c in range(COLUMNS)]
             stored = [None] * COLUMNS
             if padded:
@@ -666,6 +675,8 @@ def sq_distances(typingctx, x, nb, means, Q):
             for c in range(COLUMNS):
                 for w in range(len(rows)):
                     builder.store(ops.zero, accumulators[c][w])
+                if expand:
+                    builder.store(ir.Constant(scalar, 0.0), mean_norms[c])
             with cgutils.for_range(builder, D) as feature:
                 d = feature.index
                 xs = [ops.load(x_type, x_arr, [d, row]) for row in rows]
@@ -673,16 +684,34 @@ def sq_distances(typingctx, x, nb, means, Q):
                     m = builder.load(
                         ops.pointer(means_type, means_arr, [components[c], d])
                     )
+                    if expand:
+                        norm = mean_norms[c]
+                        builder.store(
+                            builder.fadd(builder.load(norm), builder.fmul(m, m)), norm
+                        )
                     m = ops.splat(m)
                     for w, value in enumerate(xs):
-                        t = builder.fsub(value, m)
                         a = accumulators[c][w]
-                        builder.store(ops.fma(t, t, builder.load(a)), a)
+                        if expand:
+                            builder.store(ops.fma(value, m, builder.load(a)), a)
+                        else:
+                            t = builder.fsub(value, m)
+                            builder.store(ops.fma(t, t, builder.load(a)), a)
+            minus_two = ops.splat(ir.Constant(scalar, -2.0))
             for c in range(COLUMNS):
 
                 def store(c=c):
                     for w, row in enumerate(rows):
                         value = builder.load(accumulators[c][w])
+                        if expand:
+                            # ||x||^2 + ||m||^2 - 2 m^T x, at least 0.
+                            base = builder.fadd(
+                                builder.load(row_norms[w]),
+                                ops.splat(builder.load(mean_norms[c])),
+                            )
+                            value = ops.fma(value, minus_two, base)
+                            positive = builder.fcmp_ordered(">", value, ops.zero)
+                            value = builder.select(positive, value, ops.zero)
                         ops.store(value, Q_type, Q_arr, [components[c], row])
 
                 if stored[c] is None:
@@ -691,14 +720,30 @@ def sq_distances(typingctx, x, nb, means, Q):
                     with cgutils.if_likely(builder, stored[c]):
                         store()
 
-        def tile(first_row, width):
-            rows = [builder.add(first_row, intp(w * lanes)) for w in range(width)]
+        def components_of(rows, expand):
             n_whole = builder.sdiv(K, intp(COLUMNS))
             with cgutils.for_range(builder, n_whole) as g:
-                group(rows, builder.mul(g.index, intp(COLUMNS)), False)
+                group(rows, builder.mul(g.index, intp(COLUMNS)), False, expand)
             k_last = builder.mul(n_whole, intp(COLUMNS))
             with cgutils.if_unlikely(builder, builder.icmp_signed("<", k_last, K)):
-                group(rows, k_last, True)
+                group(rows, k_last, True, expand)
+
+        def tile(first_row, width):
+            rows = [builder.add(first_row, intp(w * ops.lanes)) for w in range(width)]
+            with builder.if_else(args[4]) as (then, otherwise):
+                with then:
+                    for w in range(width):
+                        builder.store(ops.zero, row_norms[w])
+                    with cgutils.for_range(builder, D) as feature:
+                        for w, row in enumerate(rows):
+                            value = ops.load(x_type, x_arr, [feature.index, row])
+                            norm = row_norms[w]
+                            builder.store(
+                                ops.fma(value, value, builder.load(norm)), norm
+                            )
+                    components_of(rows, True)
+                with otherwise:
+                    components_of(rows, False)
 
         ops.for_row_tiles(nb_value, tile)
         return context.get_dummy_value()
