@@ -335,7 +335,7 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
 
 
 @njit(**SHARED)
-def accumulate_first_moments(xt, nb, resp, shift, nblk, sums, sx):
+def accumulate_first_moments(xt, nb, resp, shift, nblk, sums, sx, exact_shift):
     """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
     ``sx[k] += sum_b r_kb (x_b - shift[k])`` for every component (the rows
     of the block are in the columns of ``xt``; ``shift`` is ``(K, D)`` in
@@ -348,8 +348,11 @@ def accumulate_first_moments(xt, nb, resp, shift, nblk, sums, sx):
     10^6 rows).  The rows are centered on the mixture's mean, so the sums
     lose ``eps |x - c|`` where sums around the shift lose ``eps |x -
     shift|``, which float64 can afford (1e-13 relative at components 1000
-    spreads away from the mean).  float32 cannot (the tied covariance
-    multiplies these sums by ``mu_k - c``): its sums go around each shift.
+    spreads away from the mean).  So can float32 where the caller's
+    statistics lose no more than that (spherical covariances: ``eps |mu -
+    c| / sigma`` of a variance); with ``exact_shift`` (the tied covariance
+    multiplies these sums by ``mu_k - c``) float32 sums go around each
+    shift.
     """
     K = resp.shape[0]
     D = xt.shape[0]
@@ -360,7 +363,7 @@ def accumulate_first_moments(xt, nb, resp, shift, nblk, sums, sx):
         for b in range(nb):
             n += r[b]
         nblk[k] = n
-    if not holds_float64(xt):
+    if exact_shift and not holds_float64(xt):
         _first_moments_around_shifts(xt, nb, resp, shift, nblk, sx)
         return
     weighted_row_sums(xt, nb, resp, sums)

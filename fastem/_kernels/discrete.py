@@ -188,7 +188,7 @@ def estep_dense(
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            accumulate_first_moments(xt, nb, resp, origin, nblk, sums, sx[t])
+            accumulate_first_moments(xt, nb, resp, origin, nblk, sums, sx[t], False)
             for k in range(K):
                 nk[t, k] += nblk[k]
 

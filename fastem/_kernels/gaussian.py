@@ -768,7 +768,7 @@ def estep_tied(
             # include the spread between the components, which the M-step
             # subtracts again (float32 sums around c would leave
             # eps32 (distance / spread)^2 of error).
-            accumulate_first_moments(xt, nb, resp, means, nblk, sums, sx[t])
+            accumulate_first_moments(xt, nb, resp, means, nblk, sums, sx[t], True)
             for k in range(K):
                 n = nblk[k]
                 nk[t, k] += n
@@ -867,7 +867,7 @@ def estep_spherical(
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            accumulate_first_moments(xt, nb, resp, means, nblk, sums, sx[t])
+            accumulate_first_moments(xt, nb, resp, means, nblk, sums, sx[t], False)
             for k in range(K):
                 n = nblk[k]
                 if n == 0.0:
