@@ -38,7 +38,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._math import _LN2_HI, _LN2_LO
-from ._simd import _is_float_array, _lane_mask, _VectorOps
+from ._simd import _is_float_array, _VectorOps, unpack_arrays
 
 #: Table entries: ``2^(j / TABLE)`` for ``j < TABLE``.
 TABLE = 16
@@ -265,10 +265,9 @@ def shifted_exponentials(typingctx, L, nb, rowmax, E, total):
         L_type, nb_type, rowmax_type, E_type, total_type = signature.args
         ops = _VectorOps(context, builder, L_type.dtype)
         intp = ops.intp
-        L_arr = context.make_array(L_type)(context, builder, args[0])
-        rowmax_arr = context.make_array(rowmax_type)(context, builder, args[2])
-        E_arr = context.make_array(E_type)(context, builder, args[3])
-        total_arr = context.make_array(total_type)(context, builder, args[4])
+        L_arr, _, rowmax_arr, E_arr, total_arr = unpack_arrays(
+            context, builder, signature, args
+        )
         nb_value = context.cast(builder, args[1], nb_type, types.intp)
         K = cgutils.unpack_tuple(builder, L_arr.shape, 2)[0]
         exp = _Exponential(ops)
@@ -332,12 +331,7 @@ def shifted_exponentials(typingctx, L, nb, rowmax, E, total):
             store(top, rowmax_type, rowmax_arr, [b])
             store(builder.load(summed), total_type, total_arr, [b])
 
-        n_whole = builder.sdiv(nb_value, intp(lanes))
-        with cgutils.for_range(builder, n_whole) as vector:
-            row_vector(builder.mul(vector.index, intp(lanes)), None)
-        tail = builder.sub(nb_value, builder.mul(n_whole, intp(lanes)))
-        with cgutils.if_unlikely(builder, builder.icmp_signed(">", tail, intp(0))):
-            row_vector(builder.mul(n_whole, intp(lanes)), _lane_mask(ops, tail))
+        ops.for_row_vectors(nb_value, row_vector)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -65,6 +65,17 @@ def _is_float_array(arg, ndim):
     )
 
 
+def unpack_arrays(context, builder, signature, args):
+    """numba's array structures of an intrinsic's arguments (None for the
+    arguments that are not arrays), in order."""
+    return [
+        context.make_array(t)(context, builder, a)
+        if isinstance(t, types.Array)
+        else None
+        for t, a in zip(signature.args, args, strict=True)
+    ]
+
+
 def _check(diff, nb, U, arrays):
     """The signature of a kernel on ``diff`` ``(D, B)``, ``nb`` rows and
     ``U`` ``(D, D)`` plus 1-d or 2-d ``arrays``, or None if a type does not
@@ -230,6 +241,24 @@ class _VectorOps:
 
     def fma(self, a, b, c):
         return self.builder.call(self.fma_function, [a, b, c])
+
+    def for_row_vectors(self, nb, body):
+        """``body(first_row, mask)`` for every vector of rows ``0 .. nb -
+        1``: the whole vectors with ``mask`` None, then the last partial one
+        with ``mask`` true for the lanes before ``nb``."""
+        builder, intp, lanes = self.builder, self.intp, self.lanes
+        n_whole = builder.sdiv(nb, intp(lanes))
+        with cgutils.for_range(builder, n_whole) as vector:
+            body(builder.mul(vector.index, intp(lanes)), None)
+        tail = builder.sub(nb, builder.mul(n_whole, intp(lanes)))
+        with cgutils.if_unlikely(builder, builder.icmp_signed(">", tail, intp(0))):
+            body(builder.mul(n_whole, intp(lanes)), _lane_mask(self, tail))
+
+    def masked_load(self, array_type, array, indices, mask):
+        """A vector load whose lanes outside ``mask`` (if any) read as 0
+        (the whole vector is read: see the kernels' conditions on ``B``)."""
+        value = self.load(array_type, array, indices)
+        return value if mask is None else self.builder.select(mask, value, self.zero)
 
 
 class _SquaredNorms:
@@ -462,22 +491,14 @@ def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
         x_type, nb_type, r_type, s_type, w_type, S_type, sums_type = signature.args
         dtype = x_type.dtype
         ops = _VectorOps(context, builder, dtype)
-        intp, lanes, vector = ops.intp, ops.lanes, ops.vector
+        intp, vector = ops.intp, ops.vector
         scalar = vector.element
         double = ir.DoubleType()
-        x_arr, r_arr, s_arr, w_arr, S_arr, sums_arr = (
-            context.make_array(t)(context, builder, a)
-            for t, a in zip(
-                (x_type, r_type, s_type, w_type, S_type, sums_type),
-                (args[0], *args[2:]),
-                strict=True,
-            )
+        x_arr, _, r_arr, s_arr, w_arr, S_arr, sums_arr = unpack_arrays(
+            context, builder, signature, args
         )
         nb_value = context.cast(builder, args[1], nb_type, types.intp)
         D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
-        n_whole_vectors = builder.sdiv(nb_value, intp(lanes))
-        tail = builder.sub(nb_value, builder.mul(n_whole_vectors, intp(lanes)))
-        tail_mask = _lane_mask(ops, tail)
         accumulators = [
             [cgutils.alloca_once(builder, vector) for _ in range(COLUMNS)]
             for _ in range(COLUMNS)
@@ -485,17 +506,9 @@ def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
         row_sums = [cgutils.alloca_once(builder, vector) for _ in range(COLUMNS)]
 
         def sweep(body):
-            """``body(b, mask)`` for every vector of rows: whole vectors
-            unmasked, then the last partial one with the lanes past nb
-            masked."""
-            with cgutils.for_range(builder, n_whole_vectors) as v:
-                body(builder.mul(v.index, intp(lanes)), None)
-            with cgutils.if_unlikely(builder, builder.icmp_signed(">", tail, intp(0))):
-                body(builder.mul(n_whole_vectors, intp(lanes)), tail_mask)
+            ops.for_row_vectors(nb_value, body)
 
-        def load(array_type, array, indices, mask):
-            value = ops.load(array_type, array, indices)
-            return value if mask is None else builder.select(mask, value, ops.zero)
+        load = ops.masked_load
 
         def add_to_S(i, j, total):
             p = ops.pointer(S_type, S_arr, [i, j])
@@ -648,9 +661,7 @@ def sq_distances(typingctx, x, nb, means, Q, expanded):
         ops = _VectorOps(context, builder, x_type.dtype)
         intp = ops.intp
         scalar = ops.vector.element
-        x_arr = context.make_array(x_type)(context, builder, args[0])
-        means_arr = context.make_array(means_type)(context, builder, args[2])
-        Q_arr = context.make_array(Q_type)(context, builder, args[3])
+        x_arr, _, means_arr, Q_arr, _ = unpack_arrays(context, builder, signature, args)
         nb_value = context.cast(builder, args[1], nb_type, types.intp)
         D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
         K = cgutils.unpack_tuple(builder, means_arr.shape, 2)[0]
@@ -780,9 +791,7 @@ def weighted_row_sums(typingctx, x, nb, r, out):
         x_type, nb_type, r_type, out_type = signature.args
         ops = _VectorOps(context, builder, x_type.dtype)
         intp, lanes = ops.intp, ops.lanes
-        x_arr = context.make_array(x_type)(context, builder, args[0])
-        r_arr = context.make_array(r_type)(context, builder, args[2])
-        out_arr = context.make_array(out_type)(context, builder, args[3])
+        x_arr, _, r_arr, out_arr = unpack_arrays(context, builder, signature, args)
         nb_value = context.cast(builder, args[1], nb_type, types.intp)
         D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
         K = cgutils.unpack_tuple(builder, r_arr.shape, 2)[0]
@@ -791,13 +800,7 @@ def weighted_row_sums(typingctx, x, nb, r, out):
             [cgutils.alloca_once(builder, ops.vector) for _ in range(features_per_tile)]
             for _ in range(COLUMNS)
         ]
-        n_whole_vectors = builder.sdiv(nb_value, intp(lanes))
-        tail = builder.sub(nb_value, builder.mul(n_whole_vectors, intp(lanes)))
-        tail_mask = _lane_mask(ops, tail)
-
-        def load(array_type, array, indices, mask):
-            value = ops.load(array_type, array, indices)
-            return value if mask is None else builder.select(mask, value, ops.zero)
+        load = ops.masked_load
 
         def group(first, count, size):
             """Indices ``first .. first + size - 1`` clamped to ``count - 1``,
@@ -826,10 +829,7 @@ def weighted_row_sums(typingctx, x, nb, r, out):
                         acc = accumulators[a][c]
                         builder.store(ops.fma(weight, value, builder.load(acc)), acc)
 
-            with cgutils.for_range(builder, n_whole_vectors) as v:
-                add_rows(builder.mul(v.index, intp(lanes)), None)
-            with cgutils.if_unlikely(builder, builder.icmp_signed(">", tail, intp(0))):
-                add_rows(builder.mul(n_whole_vectors, intp(lanes)), tail_mask)
+            ops.for_row_vectors(nb_value, add_rows)
             totals = _tree_sums(
                 ops, [builder.load(acc) for row in accumulators for acc in row]
             )
