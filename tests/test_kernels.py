@@ -1137,8 +1137,9 @@ def test_expanded_distances_only_near_the_mixture_mean(cov, spreads_away):
     ``eps (|mu - c| / sigma)^2`` of a row's distance to its component (4e-8
     at 2e4 spreads), the distances around each mean ``eps |mu - c| /
     sigma``.  Means 20 (expanded) and 2e4 (not expanded) spreads from ``c =
-    0``; per-row log-densities against numpy."""
-    D, n = 5, 600
+    0``; per-row log-densities against numpy.  Nine features: spherical
+    mixtures with fewer run the diag kernel."""
+    D, n = 9, 600
     rng = np.random.default_rng(int(spreads_away))
     sigma = np.array([0.5, 1.0, 2.0]) if cov == "spherical" else np.ones(K)
     means = rng.choice([-1.0, 1.0], size=(K, D)) * spreads_away * sigma[:, None]
