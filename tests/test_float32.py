@@ -39,7 +39,9 @@ def _well_conditioned_start(X64, labels, cov, seed):
     arithmetic differences cannot send the runs to different optima)."""
     inits = initial_parameters(X64, K, cov, seed=seed)
     inits["means_init"] = np.array([X64[labels == k].mean(axis=0) for k in range(K)])
-    inits["means_init"] += np.random.RandomState(seed).uniform(-0.5, 0.5, (K, 3))
+    inits["means_init"] += np.random.RandomState(seed).uniform(
+        -0.5, 0.5, (K, X64.shape[1])
+    )
     return inits
 
 
@@ -138,17 +140,30 @@ def test_float32_kmeans_init_far_from_origin(data32, cov):
     assert len(np.unique(labels)) == K
 
 
+@pytest.fixture(scope="module")
+def labelled32_nine(make_mixture):
+    """As ``labelled32`` with nine features (spherical mixtures with fewer
+    than nine run the diag kernels)."""
+    return make_mixture(500, 9, K, seed=42, separation=12.0, dtype=np.float32)
+
+
+@pytest.mark.parametrize("n_features", [3, 9])
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
-def test_float32_components_far_from_the_mixture_mean(labelled32, cov):
+def test_float32_components_far_from_the_mixture_mean(
+    labelled32, labelled32_nine, cov, n_features
+):
     """Tight components far from the mixture mean (and from each other):
     the rows are centred on the mixture mean, not on each component, so a
     statistic accumulated as raw second moments would lose
     ``eps32 (distance / spread)^2`` (about 0.06 here); fastem's statistics
     lose at most ``eps32 distance / spread`` and must match scikit-learn
-    fitted on the same float32 numbers in float64."""
-    data32, labels = labelled32
+    fitted on the same float32 numbers in float64.  Nine features take the
+    spherical kernel's matrix-product first moments (sums around the mixture
+    mean, within that bound) and the tied kernel's sums around each mean."""
+    data32, labels = labelled32 if n_features == 3 else labelled32_nine
     spread = np.array([0.5, 1.0, 2.0])[labels]
     centre = np.array([[-700.0, 300.0, 0.0], [800.0, -400.0, 50.0], [0.0, 0.0, 900.0]])
+    centre = np.tile(centre, (1, 3))[:, :n_features]
     X64 = centre[labels] + spread[:, None] * (
         data32.astype(np.float64)
         - np.array([data32[labels == k].mean(axis=0) for k in range(K)])[labels]
