@@ -251,8 +251,8 @@ def shifted_exponentials(typingctx, L, nb, rowmax, E, total):
 
     ``L`` and ``E`` are ``(K, B)``, ``rowmax`` and ``total`` ``(B,)``, all
     C-contiguous and of one float dtype; nothing past column ``nb - 1`` is
-    read or written (the last partial vector of rows is masked).  A row whose every ``L`` is
-    ``-inf`` gets ``rowmax = -inf`` and ``E = 0``.
+    read or written (the last partial vector of rows is masked).  A row
+    whose every ``L`` is ``-inf`` gets ``rowmax = -inf`` and ``E = 0``.
     """
     arrays = (L, rowmax, E, total)
     if not all(
