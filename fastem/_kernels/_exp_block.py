@@ -169,15 +169,15 @@ class _Exponential:
         return ops.builder.select(keep, value, ops.zero)
 
     def _reduce(self, x, scale, shifter, ln2_hi, ln2_lo):
-        """``(shifted, i, r)``: ``x scale + shifter``, ``i = round(x
-        scale)`` as a float and ``r = x - i log(2) / ...``."""
+        """``(shifted, r)``: ``x scale + shifter`` (whose low bits hold ``i =
+        round(x scale)``) and ``r = x - i (ln2_hi + ln2_lo)``."""
         ops = self.ops
         builder = ops.builder
         shifted = ops.fma(x, self.constant(scale), self.constant(shifter))
         i = builder.fsub(shifted, self.constant(shifter))
         r = ops.fma(i, self.constant(-ln2_hi), x)
         r = ops.fma(i, self.constant(-ln2_lo), r)
-        return shifted, i, r
+        return shifted, r
 
     def _horner(self, r, coefficients):
         ops = self.ops
@@ -208,7 +208,7 @@ class _Exponential:
             )
             shift = 23 - 4
         scale, shifter, ln2_hi, ln2_lo, poly = constants
-        shifted, _, r = self._reduce(x, scale, shifter, ln2_hi, ln2_lo)
+        shifted, r = self._reduce(x, scale, shifter, ln2_hi, ln2_lo)
         expm1 = builder.fmul(self._horner(r, poly), r)
         index = builder.bitcast(shifted, self.int_vector)
         if self.bits == 64:
@@ -234,7 +234,7 @@ class _Exponential:
             constants = (_LOG2E, _F32_SHIFTER, _F32_LN2_HI, _F32_LN2_LO, _F32_POLY)
             shift = 23
         scale, shifter, ln2_hi, ln2_lo, poly = constants
-        shifted, _, r = self._reduce(x, scale, shifter, ln2_hi, ln2_lo)
+        shifted, r = self._reduce(x, scale, shifter, ln2_hi, ln2_lo)
         p = self._horner(r, poly)
         power_bits = builder.shl(
             builder.bitcast(shifted, self.int_vector), self.int_constant(shift)

@@ -254,6 +254,20 @@ class _VectorOps:
         with cgutils.if_unlikely(builder, builder.icmp_signed(">", tail, intp(0))):
             body(builder.mul(n_whole, intp(lanes)), _lane_mask(self, tail))
 
+    def clamped(self, first, count, size):
+        """Indices ``first .. first + size - 1`` with those past ``count - 1``
+        replaced by ``count - 1``, and whether each was below ``count`` (a
+        group of components, features or rows that may run past the end)."""
+        builder, intp = self.builder, self.intp
+        last = builder.sub(count, intp(1))
+        indices, valid = [], []
+        for i in range(size):
+            index = builder.add(first, intp(i))
+            ok = builder.icmp_signed("<", index, count)
+            indices.append(builder.select(ok, index, last))
+            valid.append(ok)
+        return indices, valid
+
     def masked_load(self, array_type, array, indices, mask):
         """A vector load whose lanes outside ``mask`` (if any) read as 0
         (the whole vector is read: see the kernels' conditions on ``B``)."""
@@ -522,12 +536,7 @@ def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
             rows = [builder.add(i0, intp(a)) for a in range(COLUMNS)]
             valid = [None] * COLUMNS
             if padded:
-                valid = [builder.icmp_signed("<", i, D) for i in rows]
-                last = builder.sub(D, intp(1))
-                rows = [
-                    builder.select(ok, i, last)
-                    for ok, i in zip(valid, rows, strict=True)
-                ]
+                rows, valid = ops.clamped(i0, D, COLUMNS)
                 one = ops.splat(ir.Constant(scalar, 1.0))
                 keep = [builder.select(ok, one, ops.zero) for ok in valid]
             shifts = []
@@ -672,17 +681,12 @@ def sq_distances(typingctx, x, nb, means, Q, expanded):
         ]
         row_norms = [cgutils.alloca_once(builder, ops.vector) for _ in range(V)]
         mean_norms = [cgutils.alloca_once(builder, scalar) for _ in range(COLUMNS)]
-        last_component = builder.sub(K, intp(1))
 
         def group(rows, k0, padded, expand):
             components = [builder.add(k0, intp(c)) for c in range(COLUMNS)]
             stored = [None] * COLUMNS
             if padded:
-                stored = [builder.icmp_signed("<", k, K) for k in components]
-                components = [
-                    builder.select(ok, k, last_component)
-                    for ok, k in zip(stored, components, strict=True)
-                ]
+                components, stored = ops.clamped(k0, K, COLUMNS)
             for c in range(COLUMNS):
                 for w in range(len(rows)):
                     builder.store(ops.zero, accumulators[c][w])
@@ -802,21 +806,9 @@ def weighted_row_sums(typingctx, x, nb, r, out):
         ]
         load = ops.masked_load
 
-        def group(first, count, size):
-            """Indices ``first .. first + size - 1`` clamped to ``count - 1``,
-            and whether each is below ``count``."""
-            last = builder.sub(count, intp(1))
-            indices, valid = [], []
-            for i in range(size):
-                index = builder.add(first, intp(i))
-                ok = builder.icmp_signed("<", index, count)
-                indices.append(builder.select(ok, index, last))
-                valid.append(ok)
-            return indices, valid
-
         def tile(k0, d0):
-            components, k_valid = group(k0, K, COLUMNS)
-            features, d_valid = group(d0, D, features_per_tile)
+            components, k_valid = ops.clamped(k0, K, COLUMNS)
+            features, d_valid = ops.clamped(d0, D, features_per_tile)
             for row in accumulators:
                 for acc in row:
                     builder.store(ops.zero, acc)
