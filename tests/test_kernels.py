@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from _reference import (
     COVARIANCE_TYPES,
+    Mixture,
     e_step,
     em_step,
     initial_parameters,
@@ -18,6 +19,7 @@ from _reference import (
 from _testing import assert_close, assert_labels_agree
 
 import fastem
+from fastem.families.gaussian_fit import TiedScatterMemo
 from fastem.kernels import (
     GaussianParams,
     GaussianStats,
@@ -26,6 +28,7 @@ from fastem.kernels import (
     gaussian_stats,
     make_gaussian_params,
 )
+from fastem.sources import ArraySource
 
 K = 3
 # Sums in a different order: measured ~1e-15 (float64 data) and ~4e-8
@@ -278,6 +281,51 @@ def test_statistics_match_their_definition(problem, cov):
     np.testing.assert_allclose(
         stats.log_likelihood / stats.total_weight, mean_loglik, rtol=1e-12
     )
+
+
+def _reference_joint_and_entropy(X, mixture, sw):
+    """``sum_i w_i sum_k r_ik log p(x_i, k)`` and ``-sum_i w_i sum_k r_ik log
+    r_ik`` from the reference's responsibilities and log-densities."""
+    resp, _ = e_step(X, mixture, sw)
+    joint = float(np.sum(sw[:, None] * resp * log_joint(X, mixture)))
+    logs = np.log(np.where(resp > 0, resp, 1.0))
+    return joint, -float(np.sum(sw[:, None] * resp * logs))
+
+
+@pytest.mark.parametrize("n_features", [2, 9])
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_expected_log_joint_matches_its_definition(
+    make_mixture, cov, n_features, dtype
+):
+    """The Gaussian E-steps derive ``expected_log_joint`` from their second
+    moments instead of summing ``r L`` row by row; checked against the
+    reference with 2 and 9 features (spherical mixtures with few features run
+    the diag kernel, full ones the small-D kernel), and for tied also on a
+    later pass that reuses the remembered total scatter."""
+    X, _ = make_mixture(900, n_features, K, seed=67, separation=3.0)
+    sw = np.random.RandomState(68).uniform(0.0, 2.5, X.shape[0])
+    ref, params = _start(X, cov, sw)
+    Xd = X.astype(dtype)
+    # float32 blocks round each log-density to single precision.
+    rtol = 1e-11 if dtype == np.float64 else 1e-6
+    joint, entropy = _reference_joint_and_entropy(Xd, ref, sw)
+    stats = gaussian_stats(Xd, params, sw)
+    assert stats.expected_log_joint == pytest.approx(joint, rel=rtol)
+    if dtype == np.float64:
+        got = stats.log_likelihood - stats.expected_log_joint
+        assert got == pytest.approx(entropy, rel=1e-8)
+    if cov == "tied":
+        memo = TiedScatterMemo()
+        source = ArraySource(Xd, sw)
+        memo.e_step(source, params)
+        moved = Mixture(cov, ref.weights, ref.means + 0.3, ref.covariances)
+        later = memo.e_step(
+            source,
+            make_gaussian_params(moved.weights, moved.means, moved.covariances, cov),
+        )
+        joint, _ = _reference_joint_and_entropy(Xd, moved, sw)
+        assert later.expected_log_joint == pytest.approx(joint, rel=rtol)
 
 
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 11])
@@ -848,7 +896,7 @@ def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
     from numba import njit
 
     from fastem._kernels._simd import (
-        sq_distances,
+        affine_sq_distances,
         upper_tri_product,
         upper_tri_sq_norms,
     )
@@ -858,8 +906,8 @@ def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
         upper_tri_sq_norms(x, nb, U, off, out)
 
     @njit
-    def distances(x, nb, means, Q, expanded):
-        sq_distances(x, nb, means, Q, expanded)
+    def distances(x, nb, means, offsets, scales, out, expanded):
+        affine_sq_distances(x, nb, means, offsets, scales, out, expanded)
 
     @njit
     def product(x, nb, U, y):
@@ -891,17 +939,21 @@ def test_upper_triangular_micro_kernels_match_numpy(n_features, dtype):
         expected = ((x[:, :nb].T[None] - means[:, None]).astype(np.float64) ** 2).sum(
             -1
         )
+        offsets = rng.standard_normal(5).astype(dtype)
+        scales = rng.uniform(0.5, 2.0, 5).astype(dtype)
         for expanded in (False, True):
-            Q = np.full((6, B), 7.0, dtype)
-            distances(x, nb, means, Q, expanded)
+            out = np.full((6, B), 7.0, dtype)
+            distances(x, nb, means, offsets, scales, out, expanded)
             # Expanded: ||x||^2 + ||m||^2 - 2 m^T x, whose rounding is
             # relative to the two squared norms.
-            scale = (x[:, :nb] ** 2).sum(0) + (means**2).sum(1)[:, None]
+            bound = (x[:, :nb] ** 2).sum(0) + (means**2).sum(1)[:, None]
+            Q = (offsets[:, None] - out[:5, :nb]) / scales[:, None]
             np.testing.assert_allclose(
-                Q[:5, :nb], expected, rtol=10 * rtol, atol=10 * rtol * scale.max()
+                Q, expected, rtol=10 * rtol, atol=10 * rtol * bound.max()
             )
-            assert np.all(Q[:5, :nb] >= 0.0)
-            np.testing.assert_array_equal(Q[5], 7.0)
+            # A distance never goes below 0, nor the output above its offset.
+            assert np.all(out[:5, :nb] <= offsets[:, None])
+            np.testing.assert_array_equal(out[5], 7.0)
 
 
 def test_micro_kernels_without_avx512(tmp_path):

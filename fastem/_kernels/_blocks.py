@@ -229,13 +229,16 @@ def argmax_rows(L, nb, r0, out_label):
 
 
 @njit(**SHARED)
-def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
+def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc, with_joint=True):
     """Log-sum-exp over components and weighted responsibilities.
 
     Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
-    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k
-    resp[k, b] L[k, b]`` (the expected complete-data log-joint; ``acc[0] -
-    acc[2]`` is the weighted entropy of the responsibilities).  The row
+    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and, when
+    ``with_joint``, ``sum_b sum_k resp[k, b] L[k, b]`` (the expected
+    complete-data log-joint; ``acc[0] - acc[2]`` is the weighted entropy of
+    the responsibilities).  Families whose statistics determine that sum
+    (the Gaussian ones: it is linear in the second moments) pass ``False``
+    and skip its load and multiply-add per row and component.  The row
     maximum is subtracted before exponentiating, so nothing overflows, and
     components whose log-density is ``-inf``, or whose float32 relative
     weight ``exp(L[k, b] - rowmax[b])`` is below 2^-92
@@ -281,14 +284,18 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     joint = 0.0
     zero = zero_of(L)
     for k in range(K):
+        # Tiny float32 weights become zero before the row weight scales
+        # them: no subnormal arithmetic downstream.
+        if not with_joint:
+            for b in range(nb):
+                resp[k, b] = above_weight_floor(resp[k, b]) * total[b]
+            continue
         # In the dtype of the block over one component's rows (the literal
         # 0.0 in place of ``zero`` made the float32 sum a float64 one, with
         # every product converted: 1.8 instead of 0.6 ms per 10^6 rows at
         # K = 8), then in float64.
         joint_k = zero
         for b in range(nb):
-            # Tiny float32 weights become zero before the row weight scales
-            # them: no subnormal arithmetic downstream.
             r = above_weight_floor(resp[k, b]) * total[b]
             resp[k, b] = r
             joint_k += r * L[k, b] if r != zero else zero

@@ -643,13 +643,16 @@ def weighted_lower_scatter(typingctx, x, nb, r, s, w, S, sums):
 
 
 @intrinsic
-def sq_distances(typingctx, x, nb, means, Q, expanded):
-    """``Q[k, b] = ||x[:, b] - means[k]||^2`` for every component ``k``.
+def affine_sq_distances(typingctx, x, nb, means, offsets, scales, out, expanded):
+    """``out[k, b] = offsets[k] - scales[k] ||x[:, b] - means[k]||^2`` for
+    every component ``k``: Gaussian log-densities with the constant and
+    scale of each component folded into the one store of the distances.
 
     ``x`` is ``(D, B)`` (rows of the block in columns), ``means`` ``(K,
-    D)`` and ``Q`` ``(K', B)`` with ``K' >= K``, all C-contiguous and of one
-    float dtype; rows go a vector at a time as in :func:`upper_tri_sq_norms`
-    (whose conditions on ``B`` and the rows past ``nb`` apply).
+    D)``, ``offsets`` and ``scales`` ``(K,)`` and ``out`` ``(K', B)`` with
+    ``K' >= K``, all C-contiguous and of one float dtype; rows go a vector at
+    a time as in :func:`upper_tri_sq_norms` (whose conditions on ``B`` and
+    the rows past ``nb`` apply).
 
     Four components and ``V`` vectors of rows at a time: their ``4 V``
     distances stay in registers while the features stream past (``V`` loads
@@ -660,17 +663,27 @@ def sq_distances(typingctx, x, nb, means, Q, expanded):
     That loses ``eps (||x||^2 + ||m||^2)`` to cancellation, so callers
     expand only when every mean is within a few spreads of the origin
     (:func:`fastem._kernels.gaussian._near_origin`)."""
-    sig = _check(x, nb, means, (Q,))
-    if sig is None or Q.ndim != 2 or not isinstance(expanded, types.Boolean):
+    sig = _check(x, nb, means, (offsets, scales, out))
+    if (
+        sig is None
+        or offsets.ndim != 1
+        or scales.ndim != 1
+        or out.ndim != 2
+        or not isinstance(expanded, types.Boolean)
+    ):
         return None
     sig = types.void(*sig.args, expanded)
 
     def codegen(context, builder, signature, args):
-        x_type, nb_type, means_type, Q_type, _ = signature.args
+        x_type, nb_type, means_type, offsets_type, scales_type, out_type, _ = (
+            signature.args
+        )
         ops = _VectorOps(context, builder, x_type.dtype)
         intp = ops.intp
         scalar = ops.vector.element
-        x_arr, _, means_arr, Q_arr, _ = unpack_arrays(context, builder, signature, args)
+        x_arr, _, means_arr, offsets_arr, scales_arr, out_arr, _ = unpack_arrays(
+            context, builder, signature, args
+        )
         nb_value = context.cast(builder, args[1], nb_type, types.intp)
         D = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
         K = cgutils.unpack_tuple(builder, means_arr.shape, 2)[0]
@@ -716,6 +729,11 @@ def sq_distances(typingctx, x, nb, means, Q, expanded):
             for c in range(COLUMNS):
 
                 def store(c=c):
+                    k = components[c]
+                    offset = builder.load(ops.pointer(offsets_type, offsets_arr, [k]))
+                    scale = builder.load(ops.pointer(scales_type, scales_arr, [k]))
+                    offset = ops.splat(offset)
+                    minus_scale = ops.splat(builder.fneg(scale))
                     for w, row in enumerate(rows):
                         value = builder.load(accumulators[c][w])
                         if expand:
@@ -727,7 +745,8 @@ def sq_distances(typingctx, x, nb, means, Q, expanded):
                             value = ops.fma(value, minus_two, base)
                             positive = builder.fcmp_ordered(">", value, ops.zero)
                             value = builder.select(positive, value, ops.zero)
-                        ops.store(value, Q_type, Q_arr, [components[c], row])
+                        value = ops.fma(value, minus_scale, offset)
+                        ops.store(value, out_type, out_arr, [k, row])
 
                 if stored[c] is None:
                     store()
@@ -745,7 +764,7 @@ def sq_distances(typingctx, x, nb, means, Q, expanded):
 
         def tile(first_row, width):
             rows = [builder.add(first_row, intp(w * ops.lanes)) for w in range(width)]
-            with builder.if_else(args[4]) as (then, otherwise):
+            with builder.if_else(args[6]) as (then, otherwise):
                 with then:
                     for w in range(width):
                         builder.store(ops.zero, row_norms[w])

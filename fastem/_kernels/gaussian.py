@@ -50,7 +50,7 @@ from ._math import (
     zero_of,
 )
 from ._simd import (
-    sq_distances,
+    affine_sq_distances,
     upper_tri_product,
     upper_tri_sq_norms,
     weighted_lower_scatter,
@@ -156,9 +156,10 @@ def _log_prob_full_small(xt, nb, prec, projected, log_norm, L):
 def _near_origin(mean, inverse_variance):
     """``||mean||^2 / sigma^2 <= 2^10 D``: the mean lies within ``32
     sqrt(D)`` spreads of the origin (the mixture's mean location), so that
-    the expanded squared distances of :func:`~fastem._kernels._simd.
-    sq_distances` lose at most about 11 bits (a relative 5e-13 in float64)
-    of a row's distance to its own component."""
+    the expanded squared distances of
+    :func:`~fastem._kernels._simd.affine_sq_distances` lose at most about 11
+    bits (a relative 5e-13 in float64) of a row's distance to its own
+    component."""
     norm = 0.0
     for d in range(mean.shape[0]):
         m = float(mean[d])
@@ -167,11 +168,12 @@ def _near_origin(mean, inverse_variance):
 
 
 @njit(**SHARED)
-def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
+def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, unit, u, L):
     """Tied covariance on centered rows: ``y_k = (x - c) U - (mu_k - c) U``;
     one triangular product per row (into ``u``, ``(D, B)``) instead of one
-    per row and component, then the squared distances of the projected rows
-    to the projected means, as for spherical covariances."""
+    per row and component, then ``log_norm[k]`` less the squared distances
+    of the projected rows to the projected means, as for spherical
+    covariances (``unit`` is ``(K,)`` of ones)."""
     K = shifted_means.shape[0]
     upper_tri_product(xt, nb, prec, u)
     # The projected rows (U scaled by sqrt(1/2)) have variance 1/2 around
@@ -179,12 +181,7 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L):
     expand = holds_float64(xt)
     for k in range(K):
         expand = expand and _near_origin(shifted_means[k], 2.0)
-    sq_distances(u, nb, shifted_means, L, expand)
-    for k in range(K):
-        c = log_norm[k]
-        row = L[k]
-        for b in range(nb):
-            row[b] = c - row[b]
+    affine_sq_distances(u, nb, shifted_means, log_norm, unit, L, expand)
 
 
 @njit(**SHARED)
@@ -308,23 +305,23 @@ def _log_prob_diag(xt, nb, scaled, prec, log_norm, L):
 
 
 @njit(**SHARED)
-def _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L):
-    """Spherical covariances; ``prec`` is ``(K,)`` of ``sqrt(1/2) / sigma``.
-
-    ``Q[k, b] = ||x_b - mu_k||^2`` and ``L[k, b] = log_norm[k] - prec[k]^2
-    Q[k, b]``; ``Q`` may be ``L`` itself when the distances are not needed."""
+def _log_prob_spherical(xt, nb, means, prec2, log_norm, L):
+    """Spherical covariances; ``prec2`` is ``(K,)`` of ``1 / (2 sigma^2)``
+    and ``L[k, b] = log_norm[k] - prec2[k] ||x_b - mu_k||^2``."""
     K = means.shape[0]
     expand = holds_float64(xt)
     for k in range(K):
-        expand = expand and _near_origin(means[k], 2.0 * float(prec[k]) ** 2)
-    sq_distances(xt, nb, means, Q, expand)
-    for k in range(K):
-        c = log_norm[k]
-        p2 = prec[k] * prec[k]
-        q = Q[k]
-        row = L[k]
-        for b in range(nb):
-            row[b] = c - p2 * q[b]
+        expand = expand and _near_origin(means[k], 2.0 * float(prec2[k]))
+    affine_sq_distances(xt, nb, means, log_norm, prec2, L, expand)
+
+
+@njit(**SERIAL)
+def _squares(values):
+    """``values ** 2`` (a new array of their dtype)."""
+    out = np.empty_like(values)
+    for i in range(values.shape[0]):
+        out[i] = values[i] * values[i]
+    return out
 
 
 @njit(**SERIAL)
@@ -654,7 +651,7 @@ def estep_full(
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_full(xt, nb, prec, projected, log_norm, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t], False)
             for k in range(K):
                 add_component_moments(
                     xt, nb, resp, k, means[k], w, nk[t], sx[t], sxx[t, k], sblk
@@ -694,7 +691,7 @@ def estep_full_small(
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_full_small(xt, nb, prec, projected, log_norm, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t], False)
             _full_moments_small(xt, nb, resp, means, nk[t], sx[t], sxx[t])
 
 
@@ -756,12 +753,13 @@ def estep_tied(
         total = aligned_rows(1, block, dt)[0]
         nblk = np.empty(K, dt)
         sums = np.empty((K, D))
+        unit = np.ones(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_tied(xt, nb, prec, shifted_means, log_norm, u, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            _log_prob_tied(xt, nb, prec, shifted_means, log_norm, unit, u, L)
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t], False)
             # sum_b r_kb (x_b - c) as sum_b r_kb (x_b - mu_k) + n_k mu_k: the
             # block sums around each component's mean are small and accurate
             # in float32; the total scatter below is formed in float64.  Both
@@ -823,7 +821,7 @@ def estep_diag(
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_diag(xt, nb, scaled, prec, log_norm, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t], False)
             _accumulate_moments(
                 xt, nb, resp, means, far, grouped, scratch, order, nk[t], sx[t], sxx[t]
             )
@@ -846,39 +844,44 @@ def estep_spherical(
     task_begin,
     task_end,
 ):
-    """``sxx[t, k] = sum r_k ||x - mu_k||^2``: the squared distances come
-    from the log-density pass, so the second moments cost one FMA per row
-    and component (not per feature)."""
+    """``sxx[t, k] = sum r_k ||x - mu_k||^2``, as ``sum_b r_kb (log_norm_k -
+    L_kb) / prec_k^2``: the log-density pass stores only ``L``, and the
+    second moments cost a subtraction and an FMA per row and component (not
+    per feature).  ``log_norm_k - L_kb`` loses ``eps |L_kb|`` to the
+    rounding of ``L``, a relative ``eps |L| / (prec^2 ||x - mu||^2)`` of the
+    distance, a few ulps at the distances that carry the variance:
+    ``|log_norm|`` grows only with the logarithm of the spread."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
     for t in range(task_begin, task_end):
         xt = aligned_rows(D, block, dt)
-        Q = aligned_rows(K, block, dt)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
         nblk = np.empty(K, dt)
         sums = np.empty((K, D))
         rowmax = aligned_rows(1, block, dt)[0]
         total = aligned_rows(1, block, dt)[0]
+        prec2 = _squares(prec)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_spherical(xt, nb, means, prec, log_norm, Q, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            _log_prob_spherical(xt, nb, means, prec2, log_norm, L)
+            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t], False)
             accumulate_first_moments(xt, nb, resp, means, nblk, sums, sx[t], False)
             for k in range(K):
                 n = nblk[k]
                 if n == 0.0:
                     continue
                 nk[t, k] += n
-                q = Q[k]
+                c = log_norm[k]
+                row = L[k]
                 r = resp[k]
-                s2 = zero_of(xt)
+                scaled = zero_of(xt)
                 for b in range(nb):
-                    s2 += r[b] * q[b]
-                sxx[t, k] += s2
+                    scaled += r[b] * (c - row[b])
+                sxx[t, k] += float(scaled) / float(prec2[k])
 
 
 # ---------------------------------------------------------------------------
@@ -986,10 +989,11 @@ def per_row_tied(
         xt, buf, L, E, rowmax, total = _row_buffers(
             D, shifted.shape[0], block, X.dtype, D
         )
+        unit = np.ones(shifted.shape[0], X.dtype)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_tied(xt, nb, prec, shifted, log_norm, buf, L)
+            _log_prob_tied(xt, nb, prec, shifted, log_norm, unit, buf, L)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
@@ -1042,8 +1046,9 @@ def per_row_spherical(
         xt, _buf, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0
         )
+        prec2 = _squares(prec)
         for r0 in range(t * rows, min(N, (t + 1) * rows), block):
             nb = min(block, N - r0)
             load_rows_centered(X, r0, nb, center, xt)
-            _log_prob_spherical(xt, nb, means, prec, log_norm, L, L)
+            _log_prob_spherical(xt, nb, means, prec2, log_norm, L)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)

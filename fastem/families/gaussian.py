@@ -37,8 +37,8 @@ _PER_ROW_KERNELS = {
 #: the separate pass over the distances: whole fits, 10^6 rows, K = 8, two
 #: threads, diag against spherical ms per iteration: D = 2 5.1 / 5.8, 4 6.3
 #: / 6.8, 8 8.8 / 9.1, 12 12.1 / 11.6.  With the SIMD distances
-#: (:func:`fastem._kernels._simd.sq_distances`) the spherical kernels at
-#: D = 2, 4, 8: 5.59, 6.82, 9.22 against 5.25, 6.63, 9.43 through diag.
+#: (:func:`fastem._kernels._simd.affine_sq_distances`) the spherical kernels
+#: at D = 2, 4, 8: 5.59, 6.82, 9.22 against 5.25, 6.63, 9.43 through diag.
 SPHERICAL_AS_DIAG_MAX_FEATURES = 8
 _EPS10 = 10 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2 * math.pi)
@@ -358,7 +358,9 @@ def e_step(
     ``sum_i w_i (x_i - c)(x_i - c)^T``, which does not depend on the
     parameters: ``sum_xx`` is then zero, for the caller to fill in from an
     earlier pass over the same rows
-    (:class:`fastem.families.gaussian_fit.TiedScatterMemo`).
+    (:class:`fastem.families.gaussian_fit.TiedScatterMemo`), and
+    ``expected_log_joint`` lacks its term until the caller recomputes it
+    (:func:`with_expected_log_joint`).
     """
     N, D = X.shape
     K = params.n_components
@@ -410,14 +412,59 @@ def e_step(
         sum_xx = _symmetrize_lower(sum_xx)
     elif cov == "spherical" and sum_xx.ndim == 2:
         sum_xx = sum_xx.sum(axis=1)
-    return GaussianStats(
+    log_likelihood, total_weight, _ = (float(v) for v in acc.sum(axis=0))
+    stats = GaussianStats(
         cov,
         nk.sum(axis=0),
         sx.sum(axis=0),
         sum_xx,
         a.shift,
-        *(float(v) for v in acc.sum(axis=0)),
+        log_likelihood,
+        total_weight,
     )
+    return with_expected_log_joint(stats, params, log_norm)
+
+
+def with_expected_log_joint(
+    stats: GaussianStats, params: GaussianParams, log_norm: np.ndarray | None = None
+) -> GaussianStats:
+    """``stats`` with ``expected_log_joint`` computed from its moments.
+
+    ``log p(x, k) = log_norm_k - 1/2 ||(x - mu_k)^T U_k||^2``, so
+
+        sum_i sum_k r_ik log p(x_i, k)
+            = sum_k n_k log_norm_k - 1/2 sum_k tr(U_k^T S_k U_k),
+
+    with ``S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` the second moments
+    moved to the means of ``params`` (:meth:`GaussianStats.reshift`).  For
+    ``tied`` only ``sum_k S_k`` is needed: the total scatter around ``c``
+    less the between-component terms, as in :func:`estimate_moments`.  The
+    kernels therefore skip the per-row sum of ``r L``.  ``params`` and
+    ``log_norm`` are those of the E-step that produced ``stats``.
+    """
+    if log_norm is None:
+        log_norm = _log_norm(params)
+    U = params.precisions_cholesky
+    cov = params.covariance_type
+    if cov == "tied":
+        delta = params.means - stats.shift
+        first = stats.sum_x
+        scatter = (
+            stats.sum_xx
+            - first.T @ delta
+            - delta.T @ first
+            + np.einsum("k,ki,kj->ij", stats.nk, delta, delta)
+        )
+        quadratic = float(np.sum(scatter * (U @ U.T)))
+    else:
+        second = stats.reshift(params.means).sum_xx
+        if cov == "full":
+            quadratic = float(np.sum(second * np.matmul(U, np.swapaxes(U, 1, 2))))
+        else:
+            quadratic = float(np.sum(second * U**2))
+    occupied = stats.nk > 0
+    constant = float(np.dot(stats.nk[occupied], np.asarray(log_norm)[occupied]))
+    return replace(stats, expected_log_joint=constant - 0.5 * quadratic)
 
 
 def _symmetrize_lower(S: np.ndarray) -> np.ndarray:

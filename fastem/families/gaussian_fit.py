@@ -44,7 +44,9 @@ class TiedScatterMemo:
         if self._first is not None and self._first[0] is source:
             stats = source.map_reduce(g.e_step, params, n_threads, log_norm, False)
             total = self._first[1].reshift(stats.shift).sum_xx
-            return replace(stats, sum_xx=total)
+            return g.with_expected_log_joint(
+                replace(stats, sum_xx=total), params, log_norm
+            )
         stats = source.map_reduce(g.e_step, params, n_threads, log_norm)
         self._first = (source, stats)
         return stats
