@@ -359,7 +359,7 @@ def e_step(
     parameters: ``sum_xx`` is then zero, for the caller to fill in from an
     earlier pass over the same rows
     (:class:`fastem.families.gaussian_fit.TiedScatterMemo`), and
-    ``expected_log_joint`` lacks its term until the caller recomputes it
+    ``expected_log_joint`` zero until the caller computes it
     (:func:`with_expected_log_joint`).
     """
     N, D = X.shape
@@ -375,6 +375,8 @@ def e_step(
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
     acc = np.zeros((T, 3))
+    if log_norm is None:
+        log_norm = _log_norm(params)
     a = _kernel_args(params, X.dtype, log_norm)
     w = sample_weight
     if cov == "full":
@@ -422,7 +424,7 @@ def e_step(
         log_likelihood,
         total_weight,
     )
-    return with_expected_log_joint(stats, params, log_norm)
+    return with_expected_log_joint(stats, params, log_norm) if scatter else stats
 
 
 def with_expected_log_joint(
@@ -430,41 +432,39 @@ def with_expected_log_joint(
 ) -> GaussianStats:
     """``stats`` with ``expected_log_joint`` computed from its moments.
 
-    ``log p(x, k) = log_norm_k - 1/2 ||(x - mu_k)^T U_k||^2``, so
+    ``log p(x, k) = log_norm_k - 1/2 ||(x - mu_k)^T U_k||^2``, so with
+    ``P_k = U_k U_k^T``
 
         sum_i sum_k r_ik log p(x_i, k)
-            = sum_k n_k log_norm_k - 1/2 sum_k tr(U_k^T S_k U_k),
+            = sum_k n_k log_norm_k - 1/2 sum_k tr(P_k S_k),
 
-    with ``S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` the second moments
-    moved to the means of ``params`` (:meth:`GaussianStats.reshift`).  For
-    ``tied`` only ``sum_k S_k`` is needed: the total scatter around ``c``
-    less the between-component terms, as in :func:`estimate_moments`.  The
-    kernels therefore skip the per-row sum of ``r L``.  ``params`` and
-    ``log_norm`` are those of the E-step that produced ``stats``.
+    ``S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T``.  The statistics are
+    around the shifts ``s_k``; with ``delta_k = s_k - mu_k``, ``tr(P_k
+    S_k)`` is ``tr(P_k S'_k) + (2 sum_x_k + n_k delta_k)^T P_k delta_k``
+    for the second moments ``S'_k`` around ``s_k`` (as in
+    :meth:`GaussianStats.reshift`); ``tied`` has one ``P`` and the total
+    scatter for ``sum_k S'_k``.  The kernels therefore skip the per-row sum
+    of ``r L``.  ``params`` and ``log_norm`` are those of the E-step that
+    produced ``stats``.
     """
     if log_norm is None:
         log_norm = _log_norm(params)
     U = params.precisions_cholesky
     cov = params.covariance_type
-    if cov == "tied":
-        delta = params.means - stats.shift
-        first = stats.sum_x
-        scatter = (
-            stats.sum_xx
-            - first.T @ delta
-            - delta.T @ first
-            + np.einsum("k,ki,kj->ij", stats.nk, delta, delta)
-        )
-        quadratic = float(np.sum(scatter * (U @ U.T)))
+    delta = stats.shift - params.means
+    if cov in ("full", "tied"):
+        P = U @ np.swapaxes(U, -1, -2)
+        P_delta = delta @ P if cov == "tied" else np.einsum("kij,kj->ki", P, delta)
     else:
-        second = stats.reshift(params.means).sum_xx
-        if cov == "full":
-            quadratic = float(np.sum(second * np.matmul(U, np.swapaxes(U, 1, 2))))
-        else:
-            quadratic = float(np.sum(second * U**2))
-    occupied = stats.nk > 0
-    constant = float(np.dot(stats.nk[occupied], np.asarray(log_norm)[occupied]))
-    return replace(stats, expected_log_joint=constant - 0.5 * quadratic)
+        P = U * U
+        P_delta = delta * (P if cov == "diag" else P[:, None])
+    nk = stats.nk
+    quadratic = np.sum(stats.sum_xx * P) + np.sum(
+        (2.0 * stats.sum_x + nk[:, None] * delta) * P_delta
+    )
+    occupied = nk > 0
+    constant = np.dot(nk[occupied], np.asarray(log_norm)[occupied])
+    return replace(stats, expected_log_joint=float(constant - 0.5 * quadratic))
 
 
 def _symmetrize_lower(S: np.ndarray) -> np.ndarray:
