@@ -130,7 +130,7 @@ import fastem
 from fastem._kernels import _blocks
 X = np.random.default_rng(4).normal(size=(3000, 6)) * [1, 2, 3, 1, 2, 3]
 gm = fastem.GaussianMixture(3, covariance_type=sys.argv[1], random_state=0).fit(X)
-helper = _blocks.responsibilities
+helper = _blocks.row_log_sum_exp
 jit_functions = [
     f.name
     for cres in helper.overloads.values()

@@ -229,27 +229,21 @@ def argmax_rows(L, nb, r0, out_label):
 
 
 @njit(**SHARED)
-def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc, with_joint=True):
-    """Log-sum-exp over components and weighted responsibilities.
+def row_log_sum_exp(L, nb, sw, r0, rowmax, E, total, acc):
+    """Log-sum-exp over components, and each row's scale.
 
-    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
-    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and, when
-    ``with_joint``, ``sum_b sum_k resp[k, b] L[k, b]`` (the expected
-    complete-data log-joint; ``acc[0] - acc[2]`` is the weighted entropy of
-    the responsibilities).  Families whose statistics determine that sum
-    (the Gaussian ones: it is linear in the second moments) pass ``False``
-    and skip its load and multiply-add per row and component.  The row
-    maximum is subtracted before exponentiating, so nothing overflows, and
-    components whose log-density is ``-inf``, or whose float32 relative
-    weight ``exp(L[k, b] - rowmax[b])`` is below 2^-92
-    (:func:`~fastem._kernels._math.above_weight_floor`), get exactly zero
-    responsibility.
-    On return ``rowmax[b]`` holds the row maximum of ``L`` and ``total[b]``
-    the factor ``w_b / sum_k exp(L[k, b] - rowmax[b])``.  Works in the dtype
-    of ``L``.
+    Writes ``E[k, b] = exp(L[k, b] - rowmax[b])`` with ``rowmax[b]`` the row
+    maximum of ``L``, sets ``total[b]`` to the factor ``w_b / sum_k E[k,
+    b]`` that turns them into weighted responsibilities, and adds ``sum_b
+    w_b log p(x_b)`` and ``sum_b w_b`` to ``acc[0]`` and ``acc[1]``.  The
+    row maximum is subtracted before exponentiating, so nothing overflows;
+    components whose log-density is ``-inf`` get exactly zero.  Kernels that
+    form ``above_weight_floor(E[k, b]) * total[b]`` where they use it (see
+    :func:`responsibilities`) save the pass that stores it.  Works in the
+    dtype of ``L``.
     """
     K = L.shape[0]
-    exp_shifted(L, nb, rowmax, resp, total)
+    exp_shifted(L, nb, rowmax, E, total)
     ll = 0.0
     wsum = 0.0
     if sw.shape[0] > 0:
@@ -281,6 +275,32 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc, with_joint=True):
             ll += rowmax[b]
             total[b] = reciprocal(total[b])
         wsum = float(nb)
+    acc[0] += ll
+    acc[1] += wsum
+
+
+@njit(**SHARED)
+def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc, with_joint=True):
+    """Log-sum-exp over components and weighted responsibilities.
+
+    Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
+    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and, when
+    ``with_joint``, ``sum_b sum_k resp[k, b] L[k, b]`` (the expected
+    complete-data log-joint; ``acc[0] - acc[2]`` is the weighted entropy of
+    the responsibilities).  Families whose statistics determine that sum
+    (the Gaussian ones: it is linear in the second moments) pass ``False``
+    and skip its load and multiply-add per row and component.  The row
+    maximum is subtracted before exponentiating, so nothing overflows, and
+    components whose log-density is ``-inf``, or whose float32 relative
+    weight ``exp(L[k, b] - rowmax[b])`` is below 2^-92
+    (:func:`~fastem._kernels._math.above_weight_floor`), get exactly zero
+    responsibility.
+    On return ``rowmax[b]`` holds the row maximum of ``L`` and ``total[b]``
+    the factor ``w_b / sum_k exp(L[k, b] - rowmax[b])``.  Works in the dtype
+    of ``L``.
+    """
+    K = L.shape[0]
+    row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc)
     joint = 0.0
     zero = zero_of(L)
     for k in range(K):
@@ -300,8 +320,6 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc, with_joint=True):
             resp[k, b] = r
             joint_k += r * L[k, b] if r != zero else zero
         joint += float(joint_k)
-    acc[0] += ll
-    acc[1] += wsum
     acc[2] += joint
 
 
@@ -341,12 +359,39 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
                 out_resp[r0 + b, k] *= total[b]
 
 
+@njit(**SERIAL)
+def block_weights(resp, nb, scale, nblk):
+    """``nblk[k] = sum_b r_kb``, this block's weight of component ``k``.
+
+    With a non-empty ``scale``, ``resp`` holds the exponentials of
+    :func:`row_log_sum_exp` and ``scale`` its ``total``: the
+    responsibilities ``r_kb = above_weight_floor(resp[k, b]) scale[b]`` are
+    formed and stored in ``resp`` in the same sweep, which saves
+    :func:`responsibilities` its separate pass over the block."""
+    zero = zero_of(resp)
+    normalise = scale.shape[0] > 0
+    for k in range(resp.shape[0]):
+        r = resp[k]
+        n = zero
+        if normalise:
+            for b in range(nb):
+                w = above_weight_floor(r[b]) * scale[b]
+                r[b] = w
+                n += w
+        else:
+            for b in range(nb):
+                n += r[b]
+        nblk[k] = n
+
+
 @njit(**SHARED)
-def accumulate_first_moments(xt, nb, resp, shift, nblk, sums, sx, exact_shift):
+def accumulate_first_moments(xt, nb, resp, scale, shift, nblk, sums, sx, exact_shift):
     """``nblk[k] = sum_b r_kb`` (this block's weight of component k) and
     ``sx[k] += sum_b r_kb (x_b - shift[k])`` for every component (the rows
     of the block are in the columns of ``xt``; ``shift`` is ``(K, D)`` in
-    their dtype, ``sums`` a ``(K, D)`` float64 scratch).
+    their dtype, ``sums`` a ``(K, D)`` float64 scratch).  ``resp`` and
+    ``scale`` are as in :func:`block_weights`, which forms the
+    responsibilities in ``resp`` when ``scale`` is not empty.
 
     float64: the products ``sum_b r_kb x_b`` are one small matrix product
     (:func:`~fastem._kernels._simd.weighted_row_sums`), shifted afterwards:
@@ -363,13 +408,7 @@ def accumulate_first_moments(xt, nb, resp, shift, nblk, sums, sx, exact_shift):
     """
     K = resp.shape[0]
     D = xt.shape[0]
-    zero = zero_of(xt)
-    for k in range(K):
-        r = resp[k]
-        n = zero
-        for b in range(nb):
-            n += r[b]
-        nblk[k] = n
+    block_weights(resp, nb, scale, nblk)
     if exact_shift and not holds_float64(xt):
         _first_moments_around_shifts(xt, nb, resp, shift, nblk, sx)
         return

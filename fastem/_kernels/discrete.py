@@ -181,6 +181,7 @@ def estep_dense(
         nblk = np.empty(K)
         origin = np.zeros((K, D))
         sums = np.empty((K, D))
+        no_scale = np.empty(0)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
@@ -188,7 +189,9 @@ def estep_dense(
             _row_terms_dense(kind, xt, nb, logfact, rt)
             _log_prob_dense(xt, nb, c, A, rt, L)
             responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t])
-            accumulate_first_moments(xt, nb, resp, origin, nblk, sums, sx[t], False)
+            accumulate_first_moments(
+                xt, nb, resp, no_scale, origin, nblk, sums, sx[t], False
+            )
             for k in range(K):
                 nk[t, k] += nblk[k]
 
