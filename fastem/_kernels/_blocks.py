@@ -238,9 +238,9 @@ def row_log_sum_exp(L, nb, sw, r0, rowmax, E, total, acc):
     w_b log p(x_b)`` and ``sum_b w_b`` to ``acc[0]`` and ``acc[1]``.  The
     row maximum is subtracted before exponentiating, so nothing overflows;
     components whose log-density is ``-inf`` get exactly zero.  Kernels that
-    form ``above_weight_floor(E[k, b]) * total[b]`` where they use it (see
-    :func:`responsibilities`) save the pass that stores it.  Works in the
-    dtype of ``L``.
+    form ``above_weight_floor(E[k, b]) * total[b]`` where they use it
+    (:func:`block_weights`, or in their own loop) save the pass of
+    :func:`responsibilities` that stores it.  Works in the dtype of ``L``.
     """
     K = L.shape[0]
     exp_shifted(L, nb, rowmax, E, total)
@@ -280,16 +280,17 @@ def row_log_sum_exp(L, nb, sw, r0, rowmax, E, total, acc):
 
 
 @njit(**SHARED)
-def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc, with_joint=True):
+def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
     """Log-sum-exp over components and weighted responsibilities.
 
     Writes ``resp[k, b] = w_b p(k | x_b)`` and adds to ``acc`` (float64,
-    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and, when
-    ``with_joint``, ``sum_b sum_k resp[k, b] L[k, b]`` (the expected
-    complete-data log-joint; ``acc[0] - acc[2]`` is the weighted entropy of
-    the responsibilities).  Families whose statistics determine that sum
-    (the Gaussian ones: it is linear in the second moments) pass ``False``
-    and skip its load and multiply-add per row and component.  The row
+    length 3): ``sum_b w_b log p(x_b)``, ``sum_b w_b`` and ``sum_b sum_k
+    resp[k, b] L[k, b]`` (the expected complete-data log-joint; ``acc[0] -
+    acc[2]`` is the weighted entropy of the responsibilities).  Families
+    whose statistics determine that sum (the Gaussian ones: it is linear in
+    the second moments) call :func:`row_log_sum_exp` and
+    :func:`block_weights` instead and skip its load and multiply-add per row
+    and component.  The row
     maximum is subtracted before exponentiating, so nothing overflows, and
     components whose log-density is ``-inf``, or whose float32 relative
     weight ``exp(L[k, b] - rowmax[b])`` is below 2^-92
@@ -304,18 +305,14 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc, with_joint=True):
     joint = 0.0
     zero = zero_of(L)
     for k in range(K):
-        # Tiny float32 weights become zero before the row weight scales
-        # them: no subnormal arithmetic downstream.
-        if not with_joint:
-            for b in range(nb):
-                resp[k, b] = above_weight_floor(resp[k, b]) * total[b]
-            continue
         # In the dtype of the block over one component's rows (the literal
         # 0.0 in place of ``zero`` made the float32 sum a float64 one, with
         # every product converted: 1.8 instead of 0.6 ms per 10^6 rows at
         # K = 8), then in float64.
         joint_k = zero
         for b in range(nb):
+            # Tiny float32 weights become zero before the row weight scales
+            # them: no subnormal arithmetic downstream.
             r = above_weight_floor(resp[k, b]) * total[b]
             resp[k, b] = r
             joint_k += r * L[k, b] if r != zero else zero
@@ -366,8 +363,8 @@ def block_weights(resp, nb, scale, nblk):
     With a non-empty ``scale``, ``resp`` holds the exponentials of
     :func:`row_log_sum_exp` and ``scale`` its ``total``: the
     responsibilities ``r_kb = above_weight_floor(resp[k, b]) scale[b]`` are
-    formed and stored in ``resp`` in the same sweep, which saves
-    :func:`responsibilities` its separate pass over the block."""
+    formed and stored in ``resp`` in the same sweep, where
+    :func:`responsibilities` takes a separate pass over the block."""
     zero = zero_of(resp)
     normalise = scale.shape[0] > 0
     for k in range(resp.shape[0]):

@@ -44,7 +44,6 @@ from ._blocks import (
     centered_float64,
     emit_rows,
     load_rows_centered,
-    responsibilities,
     row_log_sum_exp,
 )
 from ._math import (
@@ -667,12 +666,14 @@ def estep_full(
         total = aligned_rows(1, block, dt)[0]
         projected = _project_means(means, prec)
         sblk = np.empty(D)
+        nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
             _log_prob_full(xt, nb, prec, projected, log_norm, L)
-            responsibilities(L, nb, sw, r0, rowmax, resp, total, acc[t], False)
+            row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            block_weights(resp, nb, total, nblk)
             for k in range(K):
                 add_component_moments(
                     xt, nb, resp, k, means[k], w, nk[t], sx[t], sxx[t, k], sblk
