@@ -12,7 +12,8 @@ Environment variables
 ---------------------
 FASTEM_BLOCK_BYTES
     Bytes of one block of the compute-bound kernels (an integer >= 4096),
-    overriding the host CPU's entry of ``_COMPUTE_BOUND_BLOCK_BYTES``.
+    overriding the host CPU's entries of ``_COMPUTE_BOUND_BLOCK_BYTES`` and
+    ``_FULL_COVARIANCE_BLOCK_BYTES``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ _BLOCK_BYTES = 32768
 #: thread, 64 -> 256 rows per block at D = 64: diag 355 -> 287 ms, full
 #: 4,105 -> 3,329 ms; at D = 48, diag 131 -> 106 ms and full 1,014 -> 907 ms.
 #: Zen 5 (full-width 512-bit FMAs, twice the rate) ran its 64 x 16 full
-#: E-step slower with 256-row blocks, so other cores keep ``_BLOCK_BYTES``.
+#: E-step slower with 256-row blocks when this was first measured (with the
+#: kernels of that time; see ``_FULL_COVARIANCE_BLOCK_BYTES`` for today's),
+#: so other cores keep ``_BLOCK_BYTES``.
 #: The spherical and tied kernels joined once their distances took four
 #: components per sweep (one multiply-add per value loaded before, and 8 %
 #: slower with 256-row blocks at D = 32): 64 -> 256 rows at D = 64, spherical
@@ -53,6 +56,21 @@ _BLOCK_BYTES = 32768
 #: level (-4 to +3 %).
 _COMPUTE_BOUND_BLOCK_BYTES = {"znver4": 131072, "rocketlake": 131072}
 
+#: Block bytes of the full-covariance E-step, where a CPU's entry differs
+#: from its compute-bound one.  They do ``D`` multiply-adds per value
+#: loaded (the triangular product and the scatter), so a block in L2 feeds
+#: even Zen 5's full-width FMAs, and longer blocks amortise each
+#: component's setup and horizontal sums.  Zen 5 (``znver5``, EPYC VM of
+#: session 25, 1 MB of L2 per core), whole fits, 10^6 rows, 2 threads,
+#: alternated in one process, 32768 -> 131072 bytes: 64x16 full 726 -> 645
+#: ms per iteration (float32 396 -> 338), 32x16 182 -> 170 (float32 94 ->
+#: 90).  Its diag, spherical and tied kernels keep ``_BLOCK_BYTES``: at
+#: 32x16 they were 2-8 % slower with the larger blocks (64x16: diag 2 %
+#: slower, spherical and tied 2-4 % faster), and so do the per-row kernels
+#: (full ``score_samples`` at 64x16, one call: 313 -> 335 ms with the larger
+#: blocks, float32 160 -> 169).
+_FULL_COVARIANCE_BLOCK_BYTES = {"znver5": 131072}
+
 
 def _host_cpu_name() -> str:
     """The CPU name numba compiles for (``NUMBA_CPU_NAME`` or the host's)."""
@@ -62,9 +80,9 @@ def _host_cpu_name() -> str:
     return config.CPU_NAME or binding.get_host_cpu_name()
 
 
-def _compute_bound_block_bytes() -> int:
-    """``FASTEM_BLOCK_BYTES`` if set, else the host CPU's entry of
-    :data:`_COMPUTE_BOUND_BLOCK_BYTES`, else :data:`_BLOCK_BYTES`."""
+def _compute_bound_block_bytes(table: dict[str, int] | None = None) -> int:
+    """``FASTEM_BLOCK_BYTES`` if set, else the host CPU's entry of ``table``
+    (default :data:`_COMPUTE_BOUND_BLOCK_BYTES`), else :data:`_BLOCK_BYTES`."""
     text = os.environ.get("FASTEM_BLOCK_BYTES", "")
     if text:
         try:
@@ -76,20 +94,37 @@ def _compute_bound_block_bytes() -> int:
                 f"FASTEM_BLOCK_BYTES must be an integer >= 4096, got {text!r}"
             )
         return value
-    return _COMPUTE_BOUND_BLOCK_BYTES.get(_host_cpu_name(), _BLOCK_BYTES)
+    if table is None:
+        table = _COMPUTE_BOUND_BLOCK_BYTES
+    return table.get(_host_cpu_name(), _BLOCK_BYTES)
 
 
 #: Block bytes of the compute-bound kernels on this machine (read once).
 COMPUTE_BOUND_BLOCK_BYTES = _compute_bound_block_bytes()
+#: Block bytes of the full-covariance E-step on this machine (read once).
+FULL_COVARIANCE_BLOCK_BYTES = _compute_bound_block_bytes(
+    {**_COMPUTE_BOUND_BLOCK_BYTES, **_FULL_COVARIANCE_BLOCK_BYTES}
+)
 
 
-def block_rows(n_features: int, itemsize: int = 8, compute_bound: bool = False) -> int:
+def block_rows(
+    n_features: int,
+    itemsize: int = 8,
+    compute_bound: bool = False,
+    full_covariance: bool = False,
+) -> int:
     """Rows per block for data of ``itemsize`` bytes: a multiple of 16 between
     16 and 256 (float64) or 512 (float32).
 
-    ``compute_bound`` kernels get blocks of :data:`COMPUTE_BOUND_BLOCK_BYTES`,
-    the others of ``_BLOCK_BYTES``."""
-    target = COMPUTE_BOUND_BLOCK_BYTES if compute_bound else _BLOCK_BYTES
+    The full-covariance E-step (``full_covariance``) gets blocks of
+    :data:`FULL_COVARIANCE_BLOCK_BYTES`, other ``compute_bound`` kernels of
+    :data:`COMPUTE_BOUND_BLOCK_BYTES`, the rest of ``_BLOCK_BYTES``."""
+    if full_covariance:
+        target = FULL_COVARIANCE_BLOCK_BYTES
+    elif compute_bound:
+        target = COMPUTE_BOUND_BLOCK_BYTES
+    else:
+        target = _BLOCK_BYTES
     rows = target // (max(int(n_features), 1) * itemsize)
     cap = 256 * 8 // itemsize
     return int(max(16, min(cap, rows - rows % 16)))

@@ -1000,8 +1000,12 @@ def test_compute_bound_block_size_changes_only_rounding(
     import fastem._layout as layout
 
     monkeypatch.setattr(layout, "COMPUTE_BOUND_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(layout, "FULL_COVARIANCE_BLOCK_BYTES", block_bytes)
     expected_rows = min(256, block_bytes // (40 * 8) // 16 * 16)
     assert layout.block_rows(40, compute_bound=True) == expected_rows
+    assert layout.block_rows(40, compute_bound=True, full_covariance=True) == (
+        expected_rows
+    )
     X, _ = make_mixture(3000, 40, K, seed=64, separation=3.0)
     ref, params = _start(X, cov)
     stats = gaussian_stats(X, params)
@@ -1030,12 +1034,15 @@ def test_compute_bound_block_size_changes_only_rounding(
 
 
 def test_block_bytes_environment_variable(monkeypatch):
-    """FASTEM_BLOCK_BYTES overrides the host's compute-bound block bytes and
-    is validated; without it, a CPU missing from the table gets the default."""
+    """FASTEM_BLOCK_BYTES overrides the host's compute-bound and
+    full-covariance block bytes and is validated; without it, a CPU missing
+    from a table gets the default."""
     import fastem._layout as layout
 
+    full_table = layout._FULL_COVARIANCE_BLOCK_BYTES
     monkeypatch.setenv("FASTEM_BLOCK_BYTES", "65536")
     assert layout._compute_bound_block_bytes() == 65536
+    assert layout._compute_bound_block_bytes(full_table) == 65536
     for bad in ("64k", "1024"):
         monkeypatch.setenv("FASTEM_BLOCK_BYTES", bad)
         with pytest.raises(ValueError, match="FASTEM_BLOCK_BYTES"):
@@ -1043,9 +1050,13 @@ def test_block_bytes_environment_variable(monkeypatch):
     monkeypatch.delenv("FASTEM_BLOCK_BYTES")
     monkeypatch.setattr(layout, "_host_cpu_name", lambda: "no-such-cpu")
     assert layout._compute_bound_block_bytes() == layout._BLOCK_BYTES
+    assert layout._compute_bound_block_bytes(full_table) == layout._BLOCK_BYTES
     for name in ("znver4", "rocketlake"):
         monkeypatch.setattr(layout, "_host_cpu_name", lambda name=name: name)
         assert layout._compute_bound_block_bytes() == 131072
+    monkeypatch.setattr(layout, "_host_cpu_name", lambda: "znver5")
+    assert layout._compute_bound_block_bytes() == layout._BLOCK_BYTES
+    assert layout._compute_bound_block_bytes(full_table) == 131072
 
 
 @pytest.mark.parametrize("n_features", [3, 9, 16])

@@ -371,7 +371,9 @@ def e_step(
     # float64 copy of a block must fit the cache like a float64 block.
     itemsize = 8 if cov == "tied" and scatter else X.dtype.itemsize
     rows = task_rows(N, D)
-    block = block_rows(D, itemsize, compute_bound=_COMPUTE_BOUND)
+    block = block_rows(
+        D, itemsize, compute_bound=_COMPUTE_BOUND, full_covariance=cov == "full"
+    )
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
     acc = np.zeros((T, 3))
