@@ -37,6 +37,7 @@ from numba import njit
 from .._config import KERNEL, SERIAL, SHARED
 from .._layout import PER_ROW_TASK_BLOCKS
 from ._blocks import (
+    NEXT_BLOCK_MIN_FEATURES,
     accumulate_first_moments,
     add_component_moments,
     aligned_rows,
@@ -44,6 +45,7 @@ from ._blocks import (
     centered_float64,
     emit_rows,
     load_rows_centered,
+    prefetch_next_block,
     row_log_sum_exp,
 )
 from ._math import (
@@ -668,12 +670,25 @@ def estep_full(
         sblk = np.empty(D)
         nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        # ``D - D``, not 0: a literal part number would compile the helper
+        # once per part (0.04 s each).
+        part = D - D
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
             _log_prob_full(xt, nb, prec, projected, log_norm, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 1)
             row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
             block_weights(resp, nb, total, nblk)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 3)
             for k in range(K):
                 add_component_moments(
                     xt, nb, resp, k, means[k], w, nk[t], sx[t], sxx[t, k], sblk
@@ -777,11 +792,22 @@ def estep_tied(
         sums = np.empty((K, D))
         unit = _ones(K, dt)
         r_end = min(N, (t + 1) * task_rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        # ``D - D``, not 0: a literal part number would compile the helper
+        # once per part (0.04 s each).
+        part = D - D
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
             _log_prob_tied(xt, nb, prec, shifted_means, log_norm, unit, u, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 1)
             row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
             # sum_b r_kb (x_b - c) as sum_b r_kb (x_b - mu_k) + n_k mu_k: the
             # block sums around each component's mean are small and accurate
             # in float32; the total scatter below is formed in float64.  Both
@@ -791,6 +817,8 @@ def estep_tied(
             accumulate_first_moments(
                 xt, nb, resp, total, means, nblk, sums, sx[t], True
             )
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 3)
             for k in range(K):
                 n = nblk[k]
                 nk[t, k] += n
@@ -842,12 +870,25 @@ def estep_diag(
         order = np.empty(K, np.int64)
         nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        # ``D - D``, not 0: a literal part number would compile the helper
+        # once per part (0.04 s each).
+        part = D - D
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
             _log_prob_diag(xt, nb, scaled, prec, log_norm, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 1)
             row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
             block_weights(resp, nb, total, nblk)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 3)
             _accumulate_moments(
                 xt,
                 nb,
@@ -901,14 +942,27 @@ def estep_spherical(
         total = aligned_rows(1, block, dt)[0]
         prec2 = _squares(prec)
         r_end = min(N, (t + 1) * task_rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        # ``D - D``, not 0: a literal part number would compile the helper
+        # once per part (0.04 s each).
+        part = D - D
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
             _log_prob_spherical(xt, nb, means, prec2, log_norm, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 1)
             row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc[t])
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
             accumulate_first_moments(
                 xt, nb, resp, total, means, nblk, sums, sx[t], False
             )
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 3)
             for k in range(K):
                 n = nblk[k]
                 if n == 0.0:
