@@ -170,8 +170,8 @@ def load_rows_centered(X, r0, nb, center, xt):
                 xt[d, b] -= center[d]
 
 
-#: Parts in which the E-step kernels ask for the next block's rows
-#: (:func:`prefetch_next_block`), one between each two of their stages.
+#: Parts in which the E-step and per-row kernels ask for the next block's
+#: rows (:func:`prefetch_next_block`), between their stages.
 NEXT_BLOCK_PARTS = 4
 #: Fewest features for which they do.
 NEXT_BLOCK_MIN_FEATURES = 16
@@ -181,23 +181,26 @@ NEXT_BLOCK_MIN_FEATURES = 16
 def prefetch_next_block(X, r0, r_end, part):
     """Ask for part ``part`` of :data:`NEXT_BLOCK_PARTS` of the rows ``[r0,
     r_end)`` of ``X``, the next block of a task (nothing when it is empty).
-    The kernels call it only for ``X`` with at least
-    :data:`NEXT_BLOCK_MIN_FEATURES` features: a call costs about 1 % of a
-    2x8 E-step even when it returns at once.
 
-    The E-step kernels call this between their stages, so that the next
-    block arrives while the current one is computed: the hardware
+    The E-step and per-row kernels call this between their stages, for ``X``
+    with at least :data:`NEXT_BLOCK_MIN_FEATURES` features, so that the
+    next block arrives while the current one is computed.  The hardware
     prefetcher stops when the loads stop, and each block load otherwise
     began with misses to memory (the prefetch inside the load,
-    ``PREFETCH_BYTES`` ahead, does not cover its first rows).  Zen 5, one
-    thread, spherical E-step, per 10^6 rows: 16x16 26.2 -> 24.2 ms, 64x16
-    95.6 -> 86.7 ms; the whole next block asked for at once, after the
-    load, waited on the core's outstanding misses (25.0 and 90.0 ms), and
-    into L2 rather than L1 gained less at 16x16.  Whole fits, 2 threads:
-    16x16 and 64x16 spherical -6 to -7 % (float32 -6 and -12 %), tied -5 to
-    -7 %, diag and full -1 to -2 %; with 8 or 12 features the diag kernels
-    ran 4-8 % slower (their block, its log-densities and responsibilities
-    already fill L1), hence the minimum."""
+    ``PREFETCH_BYTES`` ahead, does not cover its first rows).  The callers
+    pass ``part`` as ``D - D`` plus a constant: a literal part number would
+    compile this helper once per part.
+
+    Zen 5, one thread, spherical E-step, per 10^6 rows: 16x16 26.2 -> 24.2
+    ms, 64x16 95.6 -> 86.7 ms.  The whole next block asked for at once after
+    the load waited on the core's outstanding misses (25.0 and 90.0 ms), and
+    prefetching into L2 rather than L1 gained less.  Whole fits, 2 threads:
+    16x16 and 64x16 spherical -4 to -8 % (float32 64x16 -11 %), tied -4 to
+    -8 %, diag -1 to -6 %, full -2 % to level; ``score_samples`` -1 to -6 %.
+    With 8 or 12 features the diag kernels ran 4-9 % slower (their block,
+    log-densities and responsibilities already fill L1), hence the minimum;
+    below it even a call that returns at once cost 1-2 % of a 2x8 E-step,
+    so the kernels skip the call."""
     if r0 >= r_end:
         return
     row_bytes = X.shape[1] * X.itemsize

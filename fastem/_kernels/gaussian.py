@@ -671,9 +671,7 @@ def estep_full(
         nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
-        # ``D - D``, not 0: a literal part number would compile the helper
-        # once per part (0.04 s each).
-        part = D - D
+        part = D - D  # not 0: see prefetch_next_block
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
@@ -793,9 +791,7 @@ def estep_tied(
         unit = _ones(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
-        # ``D - D``, not 0: a literal part number would compile the helper
-        # once per part (0.04 s each).
-        part = D - D
+        part = D - D  # not 0: see prefetch_next_block
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
@@ -871,9 +867,7 @@ def estep_diag(
         nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
-        # ``D - D``, not 0: a literal part number would compile the helper
-        # once per part (0.04 s each).
-        part = D - D
+        part = D - D  # not 0: see prefetch_next_block
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
@@ -943,9 +937,7 @@ def estep_spherical(
         prec2 = _squares(prec)
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
-        # ``D - D``, not 0: a literal part number would compile the helper
-        # once per part (0.04 s each).
-        part = D - D
+        part = D - D  # not 0: see prefetch_next_block
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
@@ -1025,10 +1017,20 @@ def per_row_full(
             D, means.shape[0], block, X.dtype, 0
         )
         projected = _project_means(means, prec)
-        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
-            nb = min(block, N - r0)
+        r_end = min(N, (t + 1) * rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        part = D - D  # not 0: see prefetch_next_block
+        for r0 in range(t * rows, r_end, block):
+            nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
+                prefetch_next_block(X, r1, r2, part + 1)
             _log_prob_full(xt, nb, prec, projected, log_norm, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
+                prefetch_next_block(X, r1, r2, part + 3)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
@@ -1083,10 +1085,20 @@ def per_row_tied(
             D, shifted.shape[0], block, X.dtype, D
         )
         unit = _ones(shifted.shape[0], X.dtype)
-        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
-            nb = min(block, N - r0)
+        r_end = min(N, (t + 1) * rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        part = D - D  # not 0: see prefetch_next_block
+        for r0 in range(t * rows, r_end, block):
+            nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
+                prefetch_next_block(X, r1, r2, part + 1)
             _log_prob_tied(xt, nb, prec, shifted, log_norm, unit, buf, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
+                prefetch_next_block(X, r1, r2, part + 3)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
@@ -1111,10 +1123,20 @@ def per_row_diag(
         xt, _buf, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0
         )
-        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
-            nb = min(block, N - r0)
+        r_end = min(N, (t + 1) * rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        part = D - D  # not 0: see prefetch_next_block
+        for r0 in range(t * rows, r_end, block):
+            nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
+                prefetch_next_block(X, r1, r2, part + 1)
             _log_prob_diag(xt, nb, means, prec, log_norm, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
+                prefetch_next_block(X, r1, r2, part + 3)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
 
 
@@ -1140,8 +1162,18 @@ def per_row_spherical(
             D, means.shape[0], block, X.dtype, 0
         )
         prec2 = _squares(prec)
-        for r0 in range(t * rows, min(N, (t + 1) * rows), block):
-            nb = min(block, N - r0)
+        r_end = min(N, (t + 1) * rows)
+        ahead = D >= NEXT_BLOCK_MIN_FEATURES
+        part = D - D  # not 0: see prefetch_next_block
+        for r0 in range(t * rows, r_end, block):
+            nb = min(block, r_end - r0)
             load_rows_centered(X, r0, nb, center, xt)
+            r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part)
+                prefetch_next_block(X, r1, r2, part + 1)
             _log_prob_spherical(xt, nb, means, prec2, log_norm, L)
+            if ahead:
+                prefetch_next_block(X, r1, r2, part + 2)
+                prefetch_next_block(X, r1, r2, part + 3)
             emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label)
