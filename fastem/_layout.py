@@ -101,10 +101,18 @@ def _compute_bound_block_bytes(table: dict[str, int] | None = None) -> int:
 
 #: Block bytes of the compute-bound kernels on this machine (read once).
 COMPUTE_BOUND_BLOCK_BYTES = _compute_bound_block_bytes()
+
+
+def _full_covariance_block_bytes() -> int:
+    """As :func:`_compute_bound_block_bytes`, with the host CPU's entry of
+    :data:`_FULL_COVARIANCE_BLOCK_BYTES` where it has one."""
+    return _compute_bound_block_bytes(
+        {**_COMPUTE_BOUND_BLOCK_BYTES, **_FULL_COVARIANCE_BLOCK_BYTES}
+    )
+
+
 #: Block bytes of the full-covariance E-step on this machine (read once).
-FULL_COVARIANCE_BLOCK_BYTES = _compute_bound_block_bytes(
-    {**_COMPUTE_BOUND_BLOCK_BYTES, **_FULL_COVARIANCE_BLOCK_BYTES}
-)
+FULL_COVARIANCE_BLOCK_BYTES = _full_covariance_block_bytes()
 
 
 def block_rows(

@@ -1039,10 +1039,9 @@ def test_block_bytes_environment_variable(monkeypatch):
     from a table gets the default."""
     import fastem._layout as layout
 
-    full_table = layout._FULL_COVARIANCE_BLOCK_BYTES
     monkeypatch.setenv("FASTEM_BLOCK_BYTES", "65536")
     assert layout._compute_bound_block_bytes() == 65536
-    assert layout._compute_bound_block_bytes(full_table) == 65536
+    assert layout._full_covariance_block_bytes() == 65536
     for bad in ("64k", "1024"):
         monkeypatch.setenv("FASTEM_BLOCK_BYTES", bad)
         with pytest.raises(ValueError, match="FASTEM_BLOCK_BYTES"):
@@ -1050,13 +1049,14 @@ def test_block_bytes_environment_variable(monkeypatch):
     monkeypatch.delenv("FASTEM_BLOCK_BYTES")
     monkeypatch.setattr(layout, "_host_cpu_name", lambda: "no-such-cpu")
     assert layout._compute_bound_block_bytes() == layout._BLOCK_BYTES
-    assert layout._compute_bound_block_bytes(full_table) == layout._BLOCK_BYTES
+    assert layout._full_covariance_block_bytes() == layout._BLOCK_BYTES
     for name in ("znver4", "rocketlake"):
         monkeypatch.setattr(layout, "_host_cpu_name", lambda name=name: name)
         assert layout._compute_bound_block_bytes() == 131072
+        assert layout._full_covariance_block_bytes() == 131072
     monkeypatch.setattr(layout, "_host_cpu_name", lambda: "znver5")
     assert layout._compute_bound_block_bytes() == layout._BLOCK_BYTES
-    assert layout._compute_bound_block_bytes(full_table) == 131072
+    assert layout._full_covariance_block_bytes() == 131072
 
 
 @pytest.mark.parametrize("n_features", [3, 9, 16])
