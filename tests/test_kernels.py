@@ -806,20 +806,26 @@ def test_block_log_likelihood_with_many_equal_components(n_components):
     "n_features, n_components, nb",
     [(1, 1, 3), (2, 8, 250), (3, 5, 1), (5, 7, 133), (16, 16, 256), (9, 17, 200)],
 )
+@pytest.mark.parametrize("shifted", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_weighted_row_sums_match_numpy(dtype, n_features, n_components, nb):
-    """weighted_row_sums against numpy's R X: components and features that
-    fill whole 4 x 4 tiles or end inside one, row counts that end inside a
-    vector (NaN past them must not leak in), and nothing written outside
-    the (K, D) output."""
+def test_weighted_row_sums_match_numpy(dtype, n_features, n_components, nb, shifted):
+    """weighted_row_sums against numpy's R X, and weighted_shifted_row_sums
+    against sum_b r_kb (x_b - s_k): components and features that fill whole
+    tiles or end inside one, row counts that end inside a vector (NaN past
+    them must not leak in), and nothing written outside the (K, D)
+    output."""
     from numba import njit
 
     from fastem._kernels._blocks import aligned_rows
-    from fastem._kernels._simd import weighted_row_sums
+    from fastem._kernels._simd import weighted_row_sums, weighted_shifted_row_sums
 
     @njit
     def run(x, nb, r, out):
         weighted_row_sums(x, nb, r, out)
+
+    @njit
+    def run_shifted(x, nb, r, shift, out):
+        weighted_shifted_row_sums(x, nb, r, shift, out)
 
     D, K, B = n_features, n_components, 256
     rng = np.random.RandomState(D + K)
@@ -831,11 +837,76 @@ def test_weighted_row_sums_match_numpy(dtype, n_features, n_components, nb):
     r[:, nb:] = np.nan
     guarded = np.full(K * D + 16, 7.0)
     out = guarded[8 : 8 + K * D].reshape(K, D)
-    run(x, nb, r, out)
-    expected = r[:, :nb].astype(np.float64) @ x[:, :nb].T.astype(np.float64)
-    scale = np.abs(r[:, :nb]).astype(np.float64) @ np.abs(x[:, :nb].T)
-    assert np.all(np.abs(out - expected) <= 4 * np.finfo(dtype).eps * scale + 1e-300)
+    r64 = r[:, :nb].astype(np.float64)
+    x64 = x[:, :nb].astype(np.float64)
+    if shifted:
+        shift = rng.normal(size=(K, D)).astype(dtype)
+        run_shifted(x, nb, r, shift, out)
+        diff = x64[None] - shift.astype(np.float64)[:, :, None]  # (K, D, nb)
+        expected = np.einsum("kb,kdb->kd", r64, diff)
+        scale = np.einsum("kb,kdb->kd", np.abs(r64), np.abs(diff))
+    else:
+        run(x, nb, r, out)
+        expected = r64 @ x64.T
+        scale = np.abs(r64) @ np.abs(x64.T)
+    eps = 4 * np.finfo(dtype).eps
+    assert np.all(np.abs(out - expected) <= eps * scale + 1e-300)
     assert np.all(guarded[:8] == 7.0) and np.all(guarded[-8:] == 7.0)
+
+
+@pytest.mark.parametrize(
+    "n_features, n_components, picked, nb",
+    [
+        (1, 1, [0], 3),
+        (2, 8, [0, 1, 2, 3, 4, 5, 6, 7], 250),
+        (3, 5, [4, 1], 1),
+        (5, 7, [6, 0, 3, 2, 5], 133),
+        (16, 16, list(range(0, 16, 2)), 256),
+        (9, 17, [16, 3, 8, 11, 0, 5, 9, 2, 14], 200),
+        (4, 6, [], 64),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_row_moments_match_numpy(dtype, n_features, n_components, picked, nb):
+    """weighted_row_moments against numpy's R X and R X^2 for the picked
+    components (any order, groups that fill whole tiles of four or end
+    inside one, none at all), row counts that end inside a vector (NaN past
+    them must not leak in), and nothing written to the other components or
+    outside the (K, D) outputs."""
+    from numba import njit
+
+    from fastem._kernels._blocks import aligned_rows
+    from fastem._kernels._simd import weighted_row_moments
+
+    @njit
+    def run(x, nb, r, order, count, first, second):
+        weighted_row_moments(x, nb, r, order, count, first, second)
+
+    D, K, B = n_features, n_components, 256
+    rng = np.random.RandomState(D + K)
+    x = aligned_rows(D, B, dtype)
+    x[:] = rng.normal(size=(D, B))
+    x[:, nb:] = np.nan
+    r = aligned_rows(K, B, dtype)
+    r[:] = rng.uniform(size=(K, B))
+    r[:, nb:] = np.nan
+    order = np.full(K, -1, np.int64)
+    order[: len(picked)] = picked
+    outputs = [np.full(K * D + 16, 7.0) for _ in range(2)]
+    first, second = (o[8 : 8 + K * D].reshape(K, D) for o in outputs)
+    run(x, nb, r, order, len(picked), first, second)
+    x64 = x[:, :nb].astype(np.float64)
+    r64 = r[:, :nb].astype(np.float64)
+    # The worst-case bound of a sum of nb rounded products (and squares).
+    eps = (nb + 2) * np.finfo(dtype).eps
+    for out, power in ((first, 1), (second, 2)):
+        expected = r64 @ (x64**power).T
+        scale = np.abs(r64) @ np.abs(x64.T) ** power
+        assert np.all(np.abs(out[picked] - expected[picked]) <= eps * scale[picked])
+        others = np.setdiff1d(np.arange(K), picked)
+        assert np.all(out[others] == 7.0)
+    for o in outputs:
+        assert np.all(o[:8] == 7.0) and np.all(o[-8:] == 7.0)
 
 
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 18])
@@ -979,14 +1050,14 @@ def test_micro_kernels_without_avx512(tmp_path):
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k',"
         " '(micro_kernels_match or scatter_kernels_match) and"
         " (float64-3 or float64-9 or float32-5 or float32-13)"
-        " or block_exponentials or weighted_row_sums',"
+        " or block_exponentials or weighted_row_sums or weighted_row_moments',"
         f" {__file__!r}]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "22 passed" in result.stdout
+    assert "48 passed" in result.stdout
 
 
 @pytest.mark.parametrize("block_bytes", [32768, 131072])

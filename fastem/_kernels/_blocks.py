@@ -21,7 +21,11 @@ from numba.extending import overload
 from .._config import OVERLOAD, SERIAL, SHARED
 from ._exp_block import shifted_exponentials
 from ._math import above_weight_floor, holds_float64, log_simd, reciprocal, zero_of
-from ._simd import weighted_lower_scatter, weighted_row_sums
+from ._simd import (
+    weighted_lower_scatter,
+    weighted_row_sums,
+    weighted_shifted_row_sums,
+)
 from ._transpose import TILE, prefetch, transpose_tile
 
 
@@ -443,135 +447,24 @@ def accumulate_first_moments(xt, nb, resp, scale, shift, nblk, sums, sx, exact_s
     statistics lose no more than that (spherical covariances: ``eps |mu -
     c| / sigma`` of a variance); with ``exact_shift`` (the tied covariance
     multiplies these sums by ``mu_k - c``) float32 sums go around each
-    shift.
+    shift (:func:`~fastem._kernels._simd.weighted_shifted_row_sums`).
     """
     K = resp.shape[0]
     D = xt.shape[0]
     block_weights(resp, nb, scale, nblk)
-    if exact_shift and not holds_float64(xt):
-        _first_moments_around_shifts(xt, nb, resp, shift, nblk, sx)
-        return
-    weighted_row_sums(xt, nb, resp, sums)
+    around_shifts = exact_shift and not holds_float64(xt)
+    if around_shifts:
+        weighted_shifted_row_sums(xt, nb, resp, shift, sums)
+    else:
+        weighted_row_sums(xt, nb, resp, sums)
     for k in range(K):
         n = float(nblk[k])
         if n == 0.0:
             continue
+        # The sums around the shifts need no correction.
+        n = 0.0 if around_shifts else n
         for d in range(D):
             sx[k, d] += sums[k, d] - float(shift[k, d]) * n
-
-
-@njit(**SERIAL)
-def _first_moments_around_shifts(xt, nb, resp, shift, nblk, sx):
-    """:func:`accumulate_first_moments` around each shift, for float32
-    blocks (``nblk`` already summed).
-
-    Two components per sweep over the block (pairs of components that both
-    have weight in it), four features at a time: each load of a feature row
-    feeds both components.  One component per sweep streamed the block from
-    L2 once per component, which on Zen 4 set the pace (16x16: 16.2 -> 12.3
-    ms per 10^6 rows, one thread; 64x16 with 256-row blocks: 76 -> 44)."""
-    D = xt.shape[0]
-    K = resp.shape[0]
-    zero = zero_of(xt)
-    # ``pending`` is a component waiting for a partner (``K``: none).  An
-    # integer literal there (or a ``while`` counter starting at one) would
-    # take numba's type inference a third round over the whole function.
-    pending = K
-    whole = D - D % 4
-    for k in range(K):
-        if nblk[k] == 0.0:
-            continue
-        if pending == K:
-            pending = k
-            continue
-        # Components ``pending`` and ``k``.
-        r = resp[pending]
-        v = resp[k]
-        m = shift[pending]
-        u = shift[k]
-        sp = sx[pending]
-        sk = sx[k]
-        for d in range(0, whole, 4):
-            x0 = xt[d]
-            x1 = xt[d + 1]
-            x2 = xt[d + 2]
-            x3 = xt[d + 3]
-            a0 = m[d]
-            a1 = m[d + 1]
-            a2 = m[d + 2]
-            a3 = m[d + 3]
-            c0 = u[d]
-            c1 = u[d + 1]
-            c2 = u[d + 2]
-            c3 = u[d + 3]
-            s0 = s1 = s2 = s3 = zero
-            t0 = t1 = t2 = t3 = zero
-            for b in range(nb):
-                y0 = x0[b]
-                y1 = x1[b]
-                y2 = x2[b]
-                y3 = x3[b]
-                w = r[b]
-                s0 += w * (y0 - a0)
-                s1 += w * (y1 - a1)
-                s2 += w * (y2 - a2)
-                s3 += w * (y3 - a3)
-                w = v[b]
-                t0 += w * (y0 - c0)
-                t1 += w * (y1 - c1)
-                t2 += w * (y2 - c2)
-                t3 += w * (y3 - c3)
-            sp[d] += s0
-            sp[d + 1] += s1
-            sp[d + 2] += s2
-            sp[d + 3] += s3
-            sk[d] += t0
-            sk[d + 1] += t1
-            sk[d + 2] += t2
-            sk[d + 3] += t3
-        for d in range(whole, D):
-            xd = xt[d]
-            a0 = m[d]
-            c0 = u[d]
-            s0 = t0 = zero
-            for b in range(nb):
-                y = xd[b]
-                s0 += r[b] * (y - a0)
-                t0 += v[b] * (y - c0)
-            sp[d] += s0
-            sk[d] += t0
-        pending = K
-    if pending < K:
-        r = resp[pending]
-        m = shift[pending]
-        sp = sx[pending]
-        for d in range(0, whole, 4):
-            x0 = xt[d]
-            x1 = xt[d + 1]
-            x2 = xt[d + 2]
-            x3 = xt[d + 3]
-            m0 = m[d]
-            m1 = m[d + 1]
-            m2 = m[d + 2]
-            m3 = m[d + 3]
-            s0 = s1 = s2 = s3 = zero
-            for b in range(nb):
-                w = r[b]
-                s0 += w * (x0[b] - m0)
-                s1 += w * (x1[b] - m1)
-                s2 += w * (x2[b] - m2)
-                s3 += w * (x3[b] - m3)
-            sp[d] += s0
-            sp[d + 1] += s1
-            sp[d + 2] += s2
-            sp[d + 3] += s3
-        for d in range(whole, D):
-            xd = xt[d]
-            md = m[d]
-            s0 = zero
-            for b in range(nb):
-                s0 += r[b] * (xd[b] - md)
-            sp[d] += s0
 
 
 @njit(**SERIAL)

@@ -58,6 +58,7 @@ from ._simd import (
     upper_tri_product,
     upper_tri_sq_norms,
     weighted_lower_scatter,
+    weighted_row_moments,
 )
 
 # ---------------------------------------------------------------------------
@@ -422,78 +423,99 @@ def _full_moments_small(xt, nb, E, scale, means, nk, sx, sxx):
 
 
 @njit(**SHARED)
-def _accumulate_moments(
-    xt, nb, resp, nblk, means, far, grouped, scratch, order, nk, sx, sxx
+def _moments_around_center(
+    xt, nb, resp, nblk, means, far, grouped, order, first, second, nk, sx, sxx
 ):
-    """Per-feature first and second moments around the current means.
+    """Per-feature first and second moments of the components with
+    ``grouped[k]``, around the current means.
 
     ``sx[k, d] += sum_b r_kb (x_db - m_kd)`` and ``sxx[k, d] += sum_b r_kb
     (x_db - m_kd)^2`` with ``m = means`` (rows of the block in the columns
     of ``xt``, centered on the mixture mean ``c``), and ``nk[k] +=
     nblk[k]``, the block's weights
-    (:func:`~fastem._kernels._blocks.block_weights`).
-
-    Components with ``grouped[k]`` go four at a time through raw moments
-    around the center, shifted to the means per block in float64::
+    (:func:`~fastem._kernels._blocks.block_weights`).  Raw moments around
+    the center (:func:`~fastem._kernels._simd.weighted_row_moments`, into
+    the ``(K, D)`` float64 scratch ``first`` and ``second``; ``order`` is
+    ``K`` integers of work space) are shifted to the means per block in
+    float64::
 
         sum r (x - m)   = A - m n,            A = sum r x
         sum r (x - m)^2 = Q - 2 m A + m^2 n,  Q = sum r x^2,  n = sum r
 
-    That is two FMAs per feature and component (``x^2`` is shared by the
-    four), where sums around the mean cost four (a subtraction, a product, a
-    sum and an FMA): float64 moments at 16x16, 26 -> 19-20 ms per 10^6 rows
-    with the block in cache, one thread; whole fits 4-6 % (16x16) and 11 %
-    (64x16) faster.  The features with ``far[k, d]``
+    That is two FMAs per feature and component (``x^2`` is shared by four
+    components), where sums around the mean cost four (a subtraction, a
+    product, a sum and an FMA): float64 moments at 16x16, 26 -> 19-20 ms per
+    10^6 rows with the block in cache, one thread; whole fits 4-6 % (16x16)
+    and 11 % (64x16) faster.  The features with ``far[k, d]``
     (:func:`_far_from_center`), where the shift would cancel too many bits,
-    the other components, and the one to three grouped ones left over take
-    the sums around the mean.  ``scratch`` (K + 4, 4) in the block's dtype
-    and ``order`` (K integers) are work space.
+    are summed again around the mean.
 
-    One function without helpers: numba counts references to every array
-    passed to an inlined helper, an atomic update per array and call, which
-    at 2x8 took as long as the sums themselves."""
+    This function and :func:`_moments_around_means` index their arrays in
+    place: with a view of ``resp[k]`` per component, numba kept the
+    reference counts of all the arguments (an atomic update per array and
+    call) and the 2x8 E-step ran 6-8 % slower."""
     D = xt.shape[0]
     K = means.shape[0]
     zero = zero_of(xt)
-    # ``D - D``, not 0: an integer literal takes numba's type inference a
+    # ``K - K``, not 0: an integer literal takes numba's type inference a
     # third round (a ``range`` loop ran 2-4 % slower in float32).
-    count = D - D
+    count = K - K
     for k in range(K):
-        n = nblk[k]
-        scratch[k, 0] = n
-        if n != 0.0:
-            nk[k] += n
-            if grouped[k]:
-                order[count] = k
-                count += 1
-    whole = count - count % 4
-    alone = count
-    for k in range(K):
-        if scratch[k, 0] != 0.0 and not grouped[k]:
-            order[alone] = k
-            alone += 1
-
-    for i in range(whole, alone):
+        if grouped[k] and nblk[k] != 0.0:
+            nk[k] += nblk[k]
+            order[count] = k
+            count += 1
+    weighted_row_moments(xt, nb, resp, order, count, first, second)
+    for i in range(count):
         k = order[i]
-        r = resp[k]
+        n = float(nblk[k])
+        for f in range(D):
+            if not far[k, f]:
+                m = float(means[k, f])
+                a = first[k, f]
+                sx[k, f] += a - m * n
+                sxx[k, f] += second[k, f] - m * (2.0 * a - m * n)
+                continue
+            mean = means[k, f]
+            s1 = zero
+            s2 = zero
+            for b in range(nb):
+                z = xt[f, b] - mean
+                w = resp[k, b] * z
+                s1 += w
+                s2 += w * z
+            sx[k, f] += s1
+            sxx[k, f] += s2
+
+
+@njit(**SHARED)
+def _moments_around_means(xt, nb, resp, nblk, means, grouped, nk, sx, sxx):
+    """:func:`_moments_around_center` for the components without
+    ``grouped[k]``, summed around their means (a subtraction, a product, a
+    sum and an FMA per row and feature)."""
+    D = xt.shape[0]
+    K = means.shape[0]
+    zero = zero_of(xt)
+    for k in range(K):
+        if grouped[k] or nblk[k] == 0.0:
+            continue
+        nk[k] += nblk[k]
         d = D - D
         while d < D:
-            # Two features per sweep: each load of ``r`` feeds both.  A lone
-            # last feature is paired with itself and stored once.
+            # Two features per sweep: each load of ``resp[k]`` feeds both.
+            # A lone last feature is paired with itself and stored once.
             d1 = min(d + 1, D - 1)
             m0 = means[k, d]
             m1 = means[k, d1]
-            x0 = xt[d]
-            x1 = xt[d1]
             a0 = zero
             a1 = zero
             q0 = zero
             q1 = zero
             for b in range(nb):
-                z0 = x0[b] - m0
-                z1 = x1[b] - m1
-                w0 = r[b] * z0
-                w1 = r[b] * z1
+                z0 = xt[d, b] - m0
+                z1 = xt[d1, b] - m1
+                w0 = resp[k, b] * z0
+                w1 = resp[k, b] * z1
                 a0 += w0
                 a1 += w1
                 q0 += w0 * z0
@@ -504,109 +526,6 @@ def _accumulate_moments(
                 sx[k, d1] += a1
                 sxx[k, d1] += q1
             d += 2
-
-    sums = scratch[K:]
-    for g in range(0, whole, 4):
-        # Rows of ``resp`` indexed in place: views of them would cost
-        # reference counts (atomic updates) on every sweep.
-        k0 = order[g]
-        k1 = order[g + 1]
-        k2 = order[g + 2]
-        k3 = order[g + 3]
-        d = D - D
-        while d < D:
-            d1 = min(d + 1, D - 1)
-            x0 = xt[d]
-            x1 = xt[d1]
-            a00 = zero
-            a01 = zero
-            a10 = zero
-            a11 = zero
-            a20 = zero
-            a21 = zero
-            a30 = zero
-            a31 = zero
-            q00 = zero
-            q01 = zero
-            q10 = zero
-            q11 = zero
-            q20 = zero
-            q21 = zero
-            q30 = zero
-            q31 = zero
-            # Sixteen running sums; six loads and eighteen operations per
-            # row for eight feature-component pairs.
-            for b in range(nb):
-                u0 = x0[b]
-                u1 = x1[b]
-                s0 = u0 * u0
-                s1 = u1 * u1
-                w = resp[k0, b]
-                a00 += w * u0
-                a01 += w * u1
-                q00 += w * s0
-                q01 += w * s1
-                w = resp[k1, b]
-                a10 += w * u0
-                a11 += w * u1
-                q10 += w * s0
-                q11 += w * s1
-                w = resp[k2, b]
-                a20 += w * u0
-                a21 += w * u1
-                q20 += w * s0
-                q21 += w * s1
-                w = resp[k3, b]
-                a30 += w * u0
-                a31 += w * u1
-                q30 += w * s0
-                q31 += w * s1
-            sums[0, 0] = a00
-            sums[0, 1] = q00
-            sums[0, 2] = a01
-            sums[0, 3] = q01
-            sums[1, 0] = a10
-            sums[1, 1] = q10
-            sums[1, 2] = a11
-            sums[1, 3] = q11
-            sums[2, 0] = a20
-            sums[2, 1] = q20
-            sums[2, 2] = a21
-            sums[2, 3] = q21
-            sums[3, 0] = a30
-            sums[3, 1] = q30
-            sums[3, 2] = a31
-            sums[3, 3] = q31
-            for i in range(4):
-                k = order[g + i]
-                n = float(scratch[k, 0])
-                for j in range(2 if d1 > d else 1):
-                    f = d + j
-                    if not far[k, f]:
-                        m = float(means[k, f])
-                        a = float(sums[i, 2 * j])
-                        sx[k, f] += a - m * n
-                        sxx[k, f] += float(sums[i, 2 * j + 1]) - m * (2.0 * a - m * n)
-            d += 2
-    # The far features of the grouped components, summed again around the
-    # mean (one loop over all of them: unrolled per group, it took the cold
-    # compile longer).
-    for i in range(whole):
-        k = order[i]
-        r = resp[k]
-        for f in range(D):
-            if far[k, f]:
-                x = xt[f]
-                mean = means[k, f]
-                first = zero
-                second = zero
-                for b in range(nb):
-                    z = x[b] - mean
-                    w = r[b] * z
-                    first += w
-                    second += w * z
-                sx[k, f] += first
-                sxx[k, f] += second
 
 
 @njit(**SERIAL)
@@ -862,7 +781,8 @@ def estep_diag(
         far = np.empty((K, D), np.bool_)
         grouped = np.empty(K, np.bool_)
         _far_from_center(scaled, far, grouped)
-        scratch = np.empty((K + 4, 4), dt)
+        first = np.empty((K, D))
+        second = np.empty((K, D))
         order = np.empty(K, np.int64)
         nblk = np.empty(K, dt)
         r_end = min(N, (t + 1) * task_rows)
@@ -883,7 +803,7 @@ def estep_diag(
             block_weights(resp, nb, total, nblk)
             if ahead:
                 prefetch_next_block(X, r1, r2, part + 3)
-            _accumulate_moments(
+            _moments_around_center(
                 xt,
                 nb,
                 resp,
@@ -891,11 +811,15 @@ def estep_diag(
                 means,
                 far,
                 grouped,
-                scratch,
                 order,
+                first,
+                second,
                 nk[t],
                 sx[t],
                 sxx[t],
+            )
+            _moments_around_means(
+                xt, nb, resp, nblk, means, grouped, nk[t], sx[t], sxx[t]
             )
 
 
