@@ -128,15 +128,26 @@ def flops_per_point_component(covariance_type: str, n_features: int, n_component
       triangle, another ``D^2``), plus the centring, squares and first
       moments.
     * ``tied``: the triangular product ``(x - c) U`` happens once per row,
-      not per component (``D^2 + 2 D``); per component remain the shifted
-      distance (``3 D``) and the first moment (``3 D``).  Per row and
-      component that is ``6 D + 20 + (D^2 + 2 D) / K``.  The total scatter
-      ``(x - c)(x - c)^T`` does not depend on the parameters: a fit sums it
-      in its first pass only, so it is not part of an iteration's count.
+      not per component (``D^2 + 2 D``); per component remain the distance
+      to the projected mean and the first moment, a multiply-add per feature
+      each (``4 D``: the distance as ``||y||^2 - 2 y^T m + ||m||^2`` with
+      ``||y||^2`` once per row).  Per row and component that is ``4 D + 20 +
+      (D^2 + 2 D) / K``.  The total scatter ``(x - c)(x - c)^T`` does not
+      depend on the parameters: a fit sums it in its first pass only, so it
+      is not part of an iteration's count.
     * ``diag``: ``8 D + 20`` (distance ``4 D``, first and second moments
       ``4 D``).
-    * ``spherical``: ``3 D + 20`` (the distance, whose square also gives the
-      second moment, and the first moment).
+    * ``spherical``: ``4 D + 20`` (the distance and the first moment, a
+      multiply-add per feature each, as for ``tied``; the second moment
+      comes from the distance).
+
+    Every count takes a multiply-add as two flops, as the peak does.
+    Spherical and tied count the one-FMA forms of their float64 kernels: the
+    subtract-and-FMA forms (float32 tied first moments, distances to means
+    far from the centre) do more work than counted.  Until session 26
+    spherical counted ``3 D + 20``, less than the two multiply-adds per
+    feature that any algorithm needs, and tied ``6 D + 20 + (D^2 + 2 D) /
+    K``, the subtract-and-FMA forms.
 
     Returns
     -------
@@ -146,11 +157,11 @@ def flops_per_point_component(covariance_type: str, n_features: int, n_component
     if covariance_type == "full":
         return 2 * D * D + 6 * D + 20
     if covariance_type == "tied":
-        return 6 * D + 20 + (D * D + 2 * D) / K
+        return 4 * D + 20 + (D * D + 2 * D) / K
     if covariance_type == "diag":
         return 8 * D + 20
     if covariance_type == "spherical":
-        return 3 * D + 20
+        return 4 * D + 20
     raise ValueError(f"unknown covariance_type {covariance_type!r}")
 
 
