@@ -4,7 +4,8 @@ Every statistics kernel walks the rows in *tasks* (the unit of parallelism,
 each with its own accumulator slice) and, inside a task, in *blocks* (the
 unit of vectorisation, small enough to stay in cache).  Both sizes depend
 only on the shape of the data and the kind of kernel (block sizes also on
-the host CPU, read once at import), never on the number of threads, and the
+the host CPU, read once at import, as is :data:`EXPANDED_DISTANCES`, the
+kernels' choice of distance form), never on the number of threads, and the
 task slices are added in task order, so a fit gives bit-identical results
 for any thread count.
 
@@ -78,6 +79,19 @@ def _host_cpu_name() -> str:
     from numba.core import config
 
     return config.CPU_NAME or binding.get_host_cpu_name()
+
+
+#: CPUs on which the spherical and tied log-densities never expand their
+#: squared distances (:func:`~fastem._kernels._simd.affine_sq_distances`):
+#: ``||x - m||^2`` costs a subtraction and an FMA per feature there, where
+#: the expanded ``||x||^2 + ||m||^2 - 2 m^T x`` costs one FMA per feature
+#: but four more operations per row and component (the norms, the clamp at
+#: 0).  On the AVX-512 Xeon of session 23, whose subtractions share the two
+#: FMA ports, the expansion took 7-12 % off spherical and tied fits; Zen 5
+#: adds and subtracts on two pipes of its own, and there the subtracted
+#: form is faster (session 26, whole fits, alternated, 10^6 rows, float64:
+#: tied 2x8 to 64x16 -3 to -6 %, spherical 16x16 to 64x16 -4 to -7 %).
+_SUBTRACTED_DISTANCE_CPUS = frozenset({"znver5"})
 
 
 def _compute_bound_block_bytes(table: dict[str, int] | None = None) -> int:
@@ -158,3 +172,10 @@ PER_ROW_TASK_BLOCKS = 16
 def per_row_tasks(n_samples: int, block: int) -> int:
     """Tasks of a per-row kernel: ``PER_ROW_TASK_BLOCKS * block`` rows each."""
     return -(-int(n_samples) // (PER_ROW_TASK_BLOCKS * block))
+
+
+#: Whether the kernels may expand squared distances on this host (read once;
+#: see :data:`_SUBTRACTED_DISTANCE_CPUS`).  A compile-time constant of the
+#: kernels: numba's cache keys them on the host CPU, so a cached kernel
+#: never meets another value.
+EXPANDED_DISTANCES: bool = _host_cpu_name() not in _SUBTRACTED_DISTANCE_CPUS

@@ -142,12 +142,13 @@ def flops_per_point_component(covariance_type: str, n_features: int, n_component
       comes from the distance).
 
     Every count takes a multiply-add as two flops, as the peak does.
-    Spherical and tied count the one-FMA forms of their float64 kernels: the
-    subtract-and-FMA forms (float32 tied first moments, distances to means
-    far from the centre) do more work than counted.  Until session 26
-    spherical counted ``3 D + 20``, less than the two multiply-adds per
-    feature that any algorithm needs, and tied ``6 D + 20 + (D^2 + 2 D) /
-    K``, the subtract-and-FMA forms.
+    Spherical and tied count one multiply-add per feature for the distance
+    and one for the first moment, the least that any algorithm needs; the
+    kernels' subtract-and-FMA forms (distances on Zen 5, see
+    :data:`fastem._layout.EXPANDED_DISTANCES`, float32 tied first moments)
+    do a subtraction more than counted.  Until session 26 spherical counted
+    ``3 D + 20``, below that least work, and tied ``6 D + 20 + (D^2 + 2 D)
+    / K``, the subtract-and-FMA forms.
 
     Returns
     -------

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from .._config import KERNEL, SERIAL, SHARED
-from .._layout import PER_ROW_TASK_BLOCKS
+from .._layout import EXPANDED_DISTANCES, PER_ROW_TASK_BLOCKS
 from ._blocks import (
     NEXT_BLOCK_MIN_FEATURES,
     accumulate_first_moments,
@@ -183,7 +183,7 @@ def _log_prob_tied(xt, nb, prec, shifted_means, log_norm, unit, u, L):
     upper_tri_product(xt, nb, prec, u)
     # The projected rows (U scaled by sqrt(1/2)) have variance 1/2 around
     # their component.
-    expand = holds_float64(xt)
+    expand = EXPANDED_DISTANCES and holds_float64(xt)
     for k in range(K):
         expand = expand and _near_origin(shifted_means[k], 2.0)
     affine_sq_distances(u, nb, shifted_means, log_norm, unit, L, expand)
@@ -314,7 +314,7 @@ def _log_prob_spherical(xt, nb, means, prec2, log_norm, L):
     """Spherical covariances; ``prec2`` is ``(K,)`` of ``1 / (2 sigma^2)``
     and ``L[k, b] = log_norm[k] - prec2[k] ||x_b - mu_k||^2``."""
     K = means.shape[0]
-    expand = holds_float64(xt)
+    expand = EXPANDED_DISTANCES and holds_float64(xt)
     for k in range(K):
         expand = expand and _near_origin(means[k], 2.0 * float(prec2[k]))
     affine_sq_distances(xt, nb, means, log_norm, prec2, L, expand)
