@@ -1223,20 +1223,26 @@ def _assert_rows_match_reference(Xd, params, ref):
 
 
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
-@pytest.mark.parametrize("cov", ["spherical", "tied"])
+@pytest.mark.parametrize(
+    "cov, as_diag_max", [("spherical", 0), ("spherical", 8), ("tied", None)]
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_distance_log_densities_for_every_feature_remainder(
-    make_mixture, n_features, cov, dtype
+    make_mixture, monkeypatch, n_features, cov, as_diag_max, dtype
 ):
     """The tied log-density, and the spherical one above
-    ``SPHERICAL_AS_DIAG_MAX_FEATURES`` (8) features, sum squared distances
-    four components at a time, the one to three features after the sweeps of
-    four first (repeating the last feature with zero weight), and the
-    components after the groups of four one at a time; spherical mixtures
-    with fewer features run the diag kernels.  With five components, every
-    feature remainder, with and without sweeps of four, on both sides of the
-    switch, gives the reference log-densities, posteriors and
-    log-likelihood (300 rows)."""
+    ``SPHERICAL_AS_DIAG_MAX_FEATURES`` features (0 or 8, by host CPU; both
+    set here), sum squared distances four components at a time, the one to
+    three features after the sweeps of four first (repeating the last
+    feature with zero weight), and the components after the groups of four
+    one at a time; spherical mixtures with fewer features run the diag
+    kernels.  With five components, every feature remainder, with and
+    without sweeps of four, on both sides of the switch, gives the reference
+    log-densities, posteriors and log-likelihood (300 rows)."""
+    import fastem.families.gaussian as family
+
+    if as_diag_max is not None:
+        monkeypatch.setattr(family, "SPHERICAL_AS_DIAG_MAX_FEATURES", as_diag_max)
     n_components = 5
     X, _ = make_mixture(300, n_features, n_components, seed=170 + n_features)
     inits = initial_parameters(X, n_components, cov, seed=171)
@@ -1272,7 +1278,9 @@ def test_expanded_distances_only_near_the_mixture_mean(cov, spreads_away):
     at 2e4 spreads), the distances around each mean ``eps |mu - c| /
     sigma``.  Means 20 (expanded) and 2e4 (not expanded) spreads from ``c =
     0``; per-row log-densities against numpy.  Nine features: spherical
-    mixtures with fewer run the diag kernel."""
+    mixtures with fewer may run the diag kernel.  On hosts that never expand
+    (``fastem._layout.EXPANDED_DISTANCES`` false: Zen 5) both cases take
+    the subtracted form and must meet the same bound."""
     D, n = 9, 600
     rng = np.random.default_rng(int(spreads_away))
     sigma = np.array([0.5, 1.0, 2.0]) if cov == "spherical" else np.ones(K)

@@ -16,7 +16,13 @@ from scipy import linalg
 
 from .._kernels import gaussian as _k
 from .._kernels import linalg as _linalg
-from .._layout import block_rows, n_tasks, per_row_tasks, task_rows
+from .._layout import (
+    EXPANDED_DISTANCES,
+    block_rows,
+    n_tasks,
+    per_row_tasks,
+    task_rows,
+)
 from .._parallel import run_tasks
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -39,7 +45,13 @@ _PER_ROW_KERNELS = {
 #: / 6.8, 8 8.8 / 9.1, 12 12.1 / 11.6.  With the SIMD distances
 #: (:func:`fastem._kernels._simd.affine_sq_distances`) the spherical kernels
 #: at D = 2, 4, 8: 5.59, 6.82, 9.22 against 5.25, 6.63, 9.43 through diag.
-SPHERICAL_AS_DIAG_MAX_FEATURES = 8
+#: Where the distances are not expanded
+#: (:data:`fastem._layout.EXPANDED_DISTANCES`: Zen 5) the spherical kernels
+#: win at every D, so none take the diag route: session 26, alternated, one
+#: thread, float64 D = 2, 4, 8 through diag against spherical 5.55 / 5.04,
+#: 8.09 / 6.99, 11.3 / 8.75 ms per iteration (float32 D = 2 -12 %, D = 8
+#: -25 %; ``score_samples`` -7 %).
+SPHERICAL_AS_DIAG_MAX_FEATURES = 8 if EXPANDED_DISTANCES else 0
 _EPS10 = 10 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2 * math.pi)
 
