@@ -785,6 +785,19 @@ def affine_sq_distances(typingctx, x, nb, means, offsets, scales, out, expanded)
     return sig, codegen
 
 
+def _for_tiles(builder, intp, n_components, n_features, features_per_tile, tile):
+    """``tile(k0, d0)`` for every tile of :data:`COLUMNS` components by
+    ``features_per_tile`` features (the last ones may run past the ends)."""
+
+    def groups(count, size):
+        return builder.sdiv(builder.add(count, intp(size - 1)), intp(size))
+
+    with cgutils.for_range(builder, groups(n_components, COLUMNS)) as kg:
+        k0 = builder.mul(kg.index, intp(COLUMNS))
+        with cgutils.for_range(builder, groups(n_features, features_per_tile)) as dg:
+            tile(k0, builder.mul(dg.index, intp(features_per_tile)))
+
+
 def _row_sums_codegen(context, builder, signature, args):
     """The code of :func:`weighted_row_sums` and
     :func:`weighted_shifted_row_sums` (``signature.args`` is ``(x, nb, r,
@@ -849,14 +862,7 @@ def _row_sums_codegen(context, builder, signature, args):
                     p = ops.pointer(out_type, out_arr, [components[a], features[c]])
                     builder.store(total, p)
 
-    k_groups = builder.sdiv(builder.add(K, intp(COLUMNS - 1)), intp(COLUMNS))
-    d_groups = builder.sdiv(
-        builder.add(D, intp(features_per_tile - 1)), intp(features_per_tile)
-    )
-    with cgutils.for_range(builder, k_groups) as kg:
-        k0 = builder.mul(kg.index, intp(COLUMNS))
-        with cgutils.for_range(builder, d_groups) as dg:
-            tile(k0, builder.mul(dg.index, intp(features_per_tile)))
+    _for_tiles(builder, intp, K, D, features_per_tile, tile)
     return context.get_dummy_value()
 
 
@@ -1022,16 +1028,7 @@ def weighted_row_moments(typingctx, x, nb, r, order, count, first, second):
                         p = ops.pointer(out_type, out_arr, [components[a], features[c]])
                         builder.store(total, builder.select(ok, p, discard))
 
-        k_groups = builder.sdiv(
-            builder.add(count_value, intp(COLUMNS - 1)), intp(COLUMNS)
-        )
-        d_groups = builder.sdiv(
-            builder.add(D, intp(features_per_tile - 1)), intp(features_per_tile)
-        )
-        with cgutils.for_range(builder, k_groups) as kg:
-            i0 = builder.mul(kg.index, intp(COLUMNS))
-            with cgutils.for_range(builder, d_groups) as dg:
-                tile(i0, builder.mul(dg.index, intp(features_per_tile)))
+        _for_tiles(builder, intp, count_value, D, features_per_tile, tile)
         return context.get_dummy_value()
 
     return sig, codegen
