@@ -798,6 +798,26 @@ def _for_tiles(builder, intp, n_components, n_features, features_per_tile, tile)
             tile(k0, builder.mul(dg.index, intp(features_per_tile)))
 
 
+def _store_tile_sums(
+    ops, totals, dtype, outputs, components, k_valid, features, d_valid
+):
+    """Store a tile's ``totals`` (ordered by component, feature, output),
+    widened to float64, at ``[component, feature]`` of each ``(type,
+    array)`` in ``outputs``, except where the component or feature repeats
+    the last one (not valid)."""
+    builder = ops.builder
+    totals = iter(totals)
+    for k, k_ok in zip(components, k_valid, strict=True):
+        for d, d_ok in zip(features, d_valid, strict=True):
+            ok = builder.and_(k_ok, d_ok)
+            for out_type, out_arr in outputs:
+                total = next(totals)
+                if dtype.bitwidth < 64:
+                    total = builder.fpext(total, ir.DoubleType())
+                with cgutils.if_likely(builder, ok):
+                    builder.store(total, ops.pointer(out_type, out_arr, [k, d]))
+
+
 def _row_sums_codegen(context, builder, signature, args):
     """The code of :func:`weighted_row_sums` and
     :func:`weighted_shifted_row_sums` (``signature.args`` is ``(x, nb, r,
@@ -852,15 +872,16 @@ def _row_sums_codegen(context, builder, signature, args):
         totals = _tree_sums(
             ops, [builder.load(acc) for row in accumulators for acc in row]
         )
-        for a in range(COLUMNS):
-            for c in range(features_per_tile):
-                total = totals[a * features_per_tile + c]
-                if x_type.dtype.bitwidth < 64:
-                    total = builder.fpext(total, ir.DoubleType())
-                ok = builder.and_(k_valid[a], d_valid[c])
-                with cgutils.if_likely(builder, ok):
-                    p = ops.pointer(out_type, out_arr, [components[a], features[c]])
-                    builder.store(total, p)
+        _store_tile_sums(
+            ops,
+            totals,
+            x_type.dtype,
+            [(out_type, out_arr)],
+            components,
+            k_valid,
+            features,
+            d_valid,
+        )
 
     _for_tiles(builder, intp, K, D, features_per_tile, tile)
     return context.get_dummy_value()
@@ -972,7 +993,6 @@ def weighted_row_moments(typingctx, x, nb, r, order, count, first, second):
             for _ in range(COLUMNS)
         ]
         load = ops.masked_load
-        discard = cgutils.alloca_once(builder, ir.DoubleType())
 
         def tile(i0, d0):
             positions, k_valid = ops.clamped(i0, count_value, COLUMNS)
@@ -1003,30 +1023,25 @@ def weighted_row_moments(typingctx, x, nb, r, order, count, first, second):
                             )
 
             ops.for_row_vectors(nb_value, add_rows)
-            totals = iter(
-                _tree_sums(
-                    ops,
-                    [
-                        builder.load(acc)
-                        for row in accumulators
-                        for pair in row
-                        for acc in pair
-                    ],
-                )
+            totals = _tree_sums(
+                ops,
+                [
+                    builder.load(acc)
+                    for row in accumulators
+                    for pair in row
+                    for acc in pair
+                ],
             )
-            for a in range(COLUMNS):
-                for c in range(features_per_tile):
-                    # Sums of repeated components or features go to
-                    # ``discard``: a branch per store would add basic blocks
-                    # enough for numba to stop pruning the function's
-                    # reference counts (an atomic update per array and call).
-                    ok = builder.and_(k_valid[a], d_valid[c])
-                    for out_type, out_arr in zip(outputs, output_arrays, strict=True):
-                        total = next(totals)
-                        if x_type.dtype.bitwidth < 64:
-                            total = builder.fpext(total, ir.DoubleType())
-                        p = ops.pointer(out_type, out_arr, [components[a], features[c]])
-                        builder.store(total, builder.select(ok, p, discard))
+            _store_tile_sums(
+                ops,
+                totals,
+                x_type.dtype,
+                list(zip(outputs, output_arrays, strict=True)),
+                components,
+                k_valid,
+                features,
+                d_valid,
+            )
 
         _for_tiles(builder, intp, count_value, D, features_per_tile, tile)
         return context.get_dummy_value()
