@@ -819,7 +819,16 @@ def _block_and_weights(n_features, n_components, nb, dtype, B=256):
 
 @pytest.mark.parametrize(
     "n_features, n_components, nb",
-    [(1, 1, 3), (2, 8, 250), (3, 5, 1), (5, 7, 133), (16, 16, 256), (9, 17, 200)],
+    [
+        (1, 1, 3),
+        (1, 9, 17),
+        (2, 8, 250),
+        (2, 11, 77),
+        (3, 5, 1),
+        (5, 7, 133),
+        (16, 16, 256),
+        (9, 17, 200),
+    ],
 )
 @pytest.mark.parametrize("shifted", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -862,6 +871,72 @@ def test_weighted_row_sums_match_numpy(dtype, n_features, n_components, nb, shif
     eps = (nb + 2 if shifted else 4) * np.finfo(dtype).eps
     assert np.all(np.abs(out - expected) <= eps * scale + 1e-300)
     assert np.all(guarded[:8] == 7.0) and np.all(guarded[-8:] == 7.0)
+
+
+@pytest.mark.parametrize(
+    "n_features, n_components, nb", [(1, 1, 3), (1, 6, 64), (2, 8, 250), (2, 9, 77)]
+)
+@pytest.mark.parametrize("exact_shift", [False, True])
+@pytest.mark.parametrize("with_sq", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_first_moments_few_features_match_numpy(
+    dtype, n_features, n_components, nb, exact_shift, with_sq
+):
+    """accumulate_first_moments_few_features against numpy: the block
+    weights sum_b r_kb, the first moments added around the shifts, and the
+    spherical sums sum_b r_kb (c_k - L_kb), with r_kb = E_kb scale_b (float32
+    weights below 2^-92 dropped) for numbers of components that fill groups
+    of four or end inside one, NaN past row nb, and E left as it was."""
+    from numba import njit
+
+    from fastem._kernels._blocks import accumulate_first_moments_few_features
+
+    @njit
+    def run(xt, nb, E, scale, shift, nblk, sx, exact_shift, log_norm, L, sq):
+        accumulate_first_moments_few_features(
+            xt, nb, E, scale, shift, nblk, sx, exact_shift, log_norm, L, sq
+        )
+
+    D, K = n_features, n_components
+    x, E = _block_and_weights(D, K, nb, dtype)
+    L, _ = _block_and_weights(K, 1, nb, dtype)
+    rng = np.random.RandomState(D * K + nb)
+    E[K - 1, :nb] = 2.0**-100  # below the float32 floor
+    before = E.copy()
+    scale = rng.uniform(0.5, 2.0, E.shape[1]).astype(dtype)
+    shift = (rng.normal(size=(K, D)) * 3).astype(dtype)
+    log_norm = rng.normal(size=K).astype(dtype)
+    nblk = np.full(K, 7.0, dtype)
+    start = rng.normal(size=(K, D))
+    sx = start.copy()
+    sq = np.full(K, 0.25) if with_sq else np.empty(0)
+    run(x, nb, E, scale, shift, nblk, sx, exact_shift, log_norm, L, sq)
+
+    np.testing.assert_array_equal(E, before)
+    e64 = E[:, :nb].astype(np.float64)
+    if dtype == np.float32:
+        e64[e64 < 2.0**-92] = 0.0
+    r = e64 * scale[:nb].astype(np.float64)
+    x64 = x[:, :nb].astype(np.float64)
+    s64 = shift.astype(np.float64)
+    eps = (nb + 4) * np.finfo(dtype).eps
+    n = r.sum(axis=1)
+    assert np.all(np.abs(nblk - n) <= eps * n)
+    if dtype == np.float32:
+        assert nblk[K - 1] == 0.0 and np.all(sx[K - 1] == start[K - 1])
+    else:
+        assert nblk[K - 1] > 0.0
+    diff = x64[None] - s64[:, :, None]  # (K, D, nb)
+    expected = start + np.einsum("kb,kdb->kd", r, diff)
+    # Sums around the center lose eps |x| |s| n in the correction; float32
+    # sums around the shifts lose the rounding of each x - s.
+    bound = eps * (np.abs(r) @ np.abs(x64.T) + np.abs(s64) * n[:, None])
+    bound += eps * np.einsum("kb,kdb->kd", r, np.abs(diff))
+    assert np.all(np.abs(sx - expected) <= bound + 1e-300)
+    if with_sq:
+        gap = log_norm.astype(np.float64)[:, None] - L[:K, :nb].astype(np.float64)
+        expected_sq = 0.25 + (r * gap).sum(axis=1)
+        assert np.all(np.abs(sq - expected_sq) <= eps * (r * np.abs(gap)).sum(axis=1))
 
 
 @pytest.mark.parametrize(
@@ -1053,14 +1128,15 @@ def test_micro_kernels_without_avx512(tmp_path):
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k',"
         " '(micro_kernels_match or scatter_kernels_match) and"
         " (float64-3 or float64-9 or float32-5 or float32-13)"
-        " or block_exponentials or weighted_row_sums or weighted_row_moments',"
+        " or block_exponentials or weighted_row_sums or weighted_row_moments"
+        " or few_features',"
         f" {__file__!r}]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "48 passed" in result.stdout
+    assert "88 passed" in result.stdout
 
 
 @pytest.mark.parametrize("block_bytes", [32768, 131072])

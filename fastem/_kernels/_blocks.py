@@ -467,6 +467,117 @@ def accumulate_first_moments(xt, nb, resp, scale, shift, nblk, sums, sx, exact_s
             sx[k, d] += sums[k, d] - float(shift[k, d]) * n
 
 
+#: :func:`accumulate_first_moments_few_features` serves blocks of up to
+#: this many features.
+FEW_FEATURES = 2
+
+
+@njit(**SHARED)
+def accumulate_first_moments_few_features(
+    xt, nb, E, scale, shift, nblk, sx, exact_shift, log_norm, L, sq
+):
+    """:func:`accumulate_first_moments` for blocks of at most
+    :data:`FEW_FEATURES` features, with the responsibilities formed in
+    registers: ``r_kb = above_weight_floor(E[k, b]) scale[b]`` (``E`` and
+    ``scale`` from :func:`row_log_sum_exp`; ``E`` is not modified), and,
+    with a non-empty ``sq`` (float64, ``(K,)``), ``sq[k] += sum_b r_kb
+    (log_norm[k] - L[k, b])`` as well (the spherical second moments times
+    the precision).
+
+    One sweep over the block for every four components does what
+    :func:`block_weights` (which stores the responsibilities),
+    :func:`~fastem._kernels._simd.weighted_row_sums` and the caller's pass
+    over ``L`` did in three.  Sums around ``shift`` as in
+    :func:`accumulate_first_moments`.  One function body with no views and
+    no helpers taking arrays: numba then drops the reference counting of
+    its arrays (about twenty atomic updates per call otherwise)."""
+    K = E.shape[0]
+    D = xt.shape[0]
+    zero = zero_of(xt)
+    around_shifts = exact_shift and not holds_float64(xt)
+    want_sq = sq.shape[0] > 0
+    last = D - 1
+    for k0 in range(0, K, 4):
+        # Components past K - 1 repeat the last one and are not stored.
+        k1 = min(k0 + 1, K - 1)
+        k2 = min(k0 + 2, K - 1)
+        k3 = min(k0 + 3, K - 1)
+        m00 = shift[k0, 0] if around_shifts else zero
+        m01 = shift[k0, last] if around_shifts else zero
+        m10 = shift[k1, 0] if around_shifts else zero
+        m11 = shift[k1, last] if around_shifts else zero
+        m20 = shift[k2, 0] if around_shifts else zero
+        m21 = shift[k2, last] if around_shifts else zero
+        m30 = shift[k3, 0] if around_shifts else zero
+        m31 = shift[k3, last] if around_shifts else zero
+        c0 = log_norm[k0] if want_sq else zero
+        c1 = log_norm[k1] if want_sq else zero
+        c2 = log_norm[k2] if want_sq else zero
+        c3 = log_norm[k3] if want_sq else zero
+        n0 = n1 = n2 = n3 = zero
+        a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
+        q0 = q1 = q2 = q3 = zero
+        if want_sq:
+            for b in range(nb):
+                s = scale[b]
+                u = xt[0, b]
+                v = xt[last, b]
+                r0 = above_weight_floor(E[k0, b]) * s
+                r1 = above_weight_floor(E[k1, b]) * s
+                r2 = above_weight_floor(E[k2, b]) * s
+                r3 = above_weight_floor(E[k3, b]) * s
+                n0 += r0
+                n1 += r1
+                n2 += r2
+                n3 += r3
+                a00 += r0 * (u - m00)
+                a01 += r0 * (v - m01)
+                a10 += r1 * (u - m10)
+                a11 += r1 * (v - m11)
+                a20 += r2 * (u - m20)
+                a21 += r2 * (v - m21)
+                a30 += r3 * (u - m30)
+                a31 += r3 * (v - m31)
+                q0 += r0 * (c0 - L[k0, b])
+                q1 += r1 * (c1 - L[k1, b])
+                q2 += r2 * (c2 - L[k2, b])
+                q3 += r3 * (c3 - L[k3, b])
+        else:
+            for b in range(nb):
+                s = scale[b]
+                u = xt[0, b]
+                v = xt[last, b]
+                r0 = above_weight_floor(E[k0, b]) * s
+                r1 = above_weight_floor(E[k1, b]) * s
+                r2 = above_weight_floor(E[k2, b]) * s
+                r3 = above_weight_floor(E[k3, b]) * s
+                n0 += r0
+                n1 += r1
+                n2 += r2
+                n3 += r3
+                a00 += r0 * (u - m00)
+                a01 += r0 * (v - m01)
+                a10 += r1 * (u - m10)
+                a11 += r1 * (v - m11)
+                a20 += r2 * (u - m20)
+                a21 += r2 * (v - m21)
+                a30 += r3 * (u - m30)
+                a31 += r3 * (v - m31)
+        for i in range(4):
+            k = k0 + i
+            if k < K:
+                n = (n0, n1, n2, n3)[i]
+                nblk[k] = n
+                if want_sq:
+                    sq[k] += float((q0, q1, q2, q3)[i])
+                # The sums around the shifts need no correction.
+                weight = 0.0 if around_shifts else float(n)
+                sx[k, 0] += float((a00, a10, a20, a30)[i]) - float(shift[k, 0]) * weight
+                if D > 1:
+                    first = float((a01, a11, a21, a31)[i])
+                    sx[k, 1] += first - float(shift[k, 1]) * weight
+
+
 @njit(**SERIAL)
 def add_component_moments(xt, nb, resp, k, shift, w, nk, sx, S, sblk):
     """Adds component k's block weight ``sum_b r_kb`` to ``nk[k]``, its

@@ -37,8 +37,10 @@ from numba import njit
 from .._config import KERNEL, SERIAL, SHARED
 from .._layout import EXPANDED_DISTANCES, PER_ROW_TASK_BLOCKS
 from ._blocks import (
+    FEW_FEATURES,
     NEXT_BLOCK_MIN_FEATURES,
     accumulate_first_moments,
+    accumulate_first_moments_few_features,
     add_component_moments,
     aligned_rows,
     block_weights,
@@ -707,6 +709,7 @@ def estep_tied(
         total = aligned_rows(1, block, dt)[0]
         nblk = np.empty(K, dt)
         sums = np.empty((K, D))
+        no_sq = np.empty(0, f64)
         unit = _ones(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
@@ -729,9 +732,14 @@ def estep_tied(
             # include the spread between the components, which the M-step
             # subtracts again (float32 sums around c would leave
             # eps32 (distance / spread)^2 of error).
-            accumulate_first_moments(
-                xt, nb, resp, total, means, nblk, sums, sx[t], True
-            )
+            if D <= FEW_FEATURES:
+                accumulate_first_moments_few_features(
+                    xt, nb, resp, total, means, nblk, sx[t], True, log_norm, L, no_sq
+                )
+            else:
+                accumulate_first_moments(
+                    xt, nb, resp, total, means, nblk, sums, sx[t], True
+                )
             if ahead:
                 prefetch_next_block(X, r1, r2, part + 3)
             for k in range(K):
@@ -859,6 +867,8 @@ def estep_spherical(
         rowmax = aligned_rows(1, block, dt)[0]
         total = aligned_rows(1, block, dt)[0]
         prec2 = _squares(prec)
+        few = D <= FEW_FEATURES
+        sq = np.empty(K if few else 0)
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
         part = D - D  # not 0: see prefetch_next_block
@@ -874,6 +884,16 @@ def estep_spherical(
             row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc[t])
             if ahead:
                 prefetch_next_block(X, r1, r2, part + 2)
+            if few:
+                for k in range(K):
+                    sq[k] = 0.0
+                accumulate_first_moments_few_features(
+                    xt, nb, resp, total, means, nblk, sx[t], False, log_norm, L, sq
+                )
+                for k in range(K):
+                    nk[t, k] += nblk[k]
+                    sxx[t, k] += sq[k] / float(prec2[k])
+                continue
             accumulate_first_moments(
                 xt, nb, resp, total, means, nblk, sums, sx[t], False
             )
