@@ -909,7 +909,7 @@ def test_first_moments_few_features_match_numpy(
     nblk = np.full(K, 7.0, dtype)
     start = rng.normal(size=(K, D))
     sx = start.copy()
-    sq = np.full(K, 0.25) if with_sq else np.empty(0)
+    sq = np.full(K, 0.25) if with_sq else None
     run(x, nb, E, scale, shift, nblk, sx, exact_shift, log_norm, L, sq)
 
     np.testing.assert_array_equal(E, before)

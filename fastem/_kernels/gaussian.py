@@ -709,7 +709,6 @@ def estep_tied(
         total = aligned_rows(1, block, dt)[0]
         nblk = np.empty(K, dt)
         sums = np.empty((K, D))
-        no_sq = np.empty(0, f64)
         unit = _ones(K, dt)
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
@@ -734,7 +733,7 @@ def estep_tied(
             # eps32 (distance / spread)^2 of error).
             if D <= FEW_FEATURES:
                 accumulate_first_moments_few_features(
-                    xt, nb, resp, total, means, nblk, sx[t], True, log_norm, L, no_sq
+                    xt, nb, resp, total, means, nblk, sx[t], True, log_norm, L, None
                 )
             else:
                 accumulate_first_moments(
