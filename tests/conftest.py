@@ -57,6 +57,9 @@ def datasets() -> dict[str, np.ndarray]:
     * ``digits_pca``: digits projected on its 10 leading principal axes
       (well conditioned for full/tied covariances).
     * ``blobs``: a generated 4-component mixture in 3 dimensions.
+    * ``blobs2d``, ``blobs1d``: 5- and 3-component mixtures in 2 and 1
+      dimensions (the kernels that form responsibilities in registers for
+      one or two features).
     """
     from sklearn.datasets import load_digits, load_iris, load_wine
 
@@ -69,6 +72,8 @@ def datasets() -> dict[str, np.ndarray]:
         "digits": digits,
         "digits_pca": centered @ vt[:10].T,
         "blobs": make_mixture(400, 3, 4, seed=1)[0],
+        "blobs2d": make_mixture(500, 2, 5, seed=2)[0],
+        "blobs1d": make_mixture(300, 1, 3, seed=3)[0],
     }
 
 

@@ -40,6 +40,8 @@ CASES = (
     + [("digits", 10, cov) for cov in ("diag", "spherical")]
     + [("digits_pca", 8, cov) for cov in COVARIANCE_TYPES]
     + [("blobs", 4, cov) for cov in COVARIANCE_TYPES]
+    + [("blobs2d", 5, cov) for cov in COVARIANCE_TYPES]
+    + [("blobs1d", 3, cov) for cov in COVARIANCE_TYPES]
 )
 
 
@@ -114,7 +116,7 @@ RTOL_OFFSET = 1e-8
 RTOL_OFFSET_PER_ROW = 5e-8
 
 
-@pytest.mark.parametrize("name", ["iris", "blobs"])
+@pytest.mark.parametrize("name", ["iris", "blobs", "blobs2d"])
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
 def test_translation_by_1e6(datasets, name, cov):
     """EM is translation-equivariant: fastem on X + 1e6 (means_init shifted)

@@ -530,6 +530,89 @@ def _moments_around_means(xt, nb, resp, nblk, means, grouped, nk, sx, sxx):
             d += 2
 
 
+@njit(**SHARED)
+def _moments_few_features(xt, nb, E, scale, means, nblk, nk, sx, sxx):
+    """:func:`_moments_around_center` for blocks of at most
+    :data:`~fastem._kernels._blocks.FEW_FEATURES` features and components
+    none of which is far from the center in any feature, with the
+    responsibilities formed in registers: ``r_kb = above_weight_floor(E[k,
+    b]) scale[b]`` (``E`` and ``scale`` from
+    :func:`~fastem._kernels._blocks.row_log_sum_exp`, ``E`` not modified),
+    ``nblk[k] = sum_b r_kb``.
+
+    One sweep over the block for every four components does what
+    :func:`~fastem._kernels._blocks.block_weights` (which stores the
+    responsibilities) and :func:`_moments_around_center` did in two: the
+    raw sums ``n``, ``A = sum r x`` and ``Q = sum r x^2``, shifted to the
+    means as there.  Indices, not views, and no helpers taking arrays, as in
+    :func:`~fastem._kernels._blocks.accumulate_first_moments_few_features`."""
+    K = E.shape[0]
+    D = xt.shape[0]
+    last = D - 1
+    zero = zero_of(xt)
+    for k0 in range(0, K, 4):
+        # Components past K - 1 repeat the last one and are not stored.
+        k1 = min(k0 + 1, K - 1)
+        k2 = min(k0 + 2, K - 1)
+        k3 = min(k0 + 3, K - 1)
+        n0 = n1 = n2 = n3 = zero
+        a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
+        q00 = q01 = q10 = q11 = q20 = q21 = q30 = q31 = zero
+        for b in range(nb):
+            s = scale[b]
+            u = xt[0, b]
+            v = xt[last, b]
+            uu = u * u
+            vv = v * v
+            r0 = above_weight_floor(E[k0, b]) * s
+            r1 = above_weight_floor(E[k1, b]) * s
+            r2 = above_weight_floor(E[k2, b]) * s
+            r3 = above_weight_floor(E[k3, b]) * s
+            n0 += r0
+            n1 += r1
+            n2 += r2
+            n3 += r3
+            a00 += r0 * u
+            a01 += r0 * v
+            a10 += r1 * u
+            a11 += r1 * v
+            a20 += r2 * u
+            a21 += r2 * v
+            a30 += r3 * u
+            a31 += r3 * v
+            q00 += r0 * uu
+            q01 += r0 * vv
+            q10 += r1 * uu
+            q11 += r1 * vv
+            q20 += r2 * uu
+            q21 += r2 * vv
+            q30 += r3 * uu
+            q31 += r3 * vv
+        for i in range(4):
+            k = k0 + i
+            if k < K:
+                n = (n0, n1, n2, n3)[i]
+                nblk[k] = n
+                nk[k] += n
+                a = float((a00, a10, a20, a30)[i])
+                q = float((q00, q10, q20, q30)[i])
+                _add_shifted_moments(k, 0, a, q, float(n), means, sx, sxx)
+                if D > 1:
+                    a = float((a01, a11, a21, a31)[i])
+                    q = float((q01, q11, q21, q31)[i])
+                    _add_shifted_moments(k, 1, a, q, float(n), means, sx, sxx)
+
+
+@njit(**SERIAL)
+def _add_shifted_moments(k, d, a, q, n, means, sx, sxx):
+    """Adds the raw sums ``a = sum r x`` and ``q = sum r x^2`` of weight
+    ``n``, shifted to ``m = means[k, d]``, to ``sx[k, d]`` and ``sxx[k,
+    d]``."""
+    m = float(means[k, d])
+    sx[k, d] += a - m * n
+    sxx[k, d] += q - m * (2.0 * a - m * n)
+
+
 @njit(**SERIAL)
 def _far_from_center(scaled, far, grouped):
     """``far[k, d]``: ``(mu_kd - c_d)^2 > L sigma_kd^2``, where shifting
@@ -788,6 +871,7 @@ def estep_diag(
         far = np.empty((K, D), np.bool_)
         grouped = np.empty(K, np.bool_)
         _far_from_center(scaled, far, grouped)
+        few = D <= FEW_FEATURES and not np.any(far)
         first = np.empty((K, D))
         second = np.empty((K, D))
         order = np.empty(K, np.int64)
@@ -807,6 +891,11 @@ def estep_diag(
             row_log_sum_exp(L, nb, sw, r0, rowmax, resp, total, acc[t])
             if ahead:
                 prefetch_next_block(X, r1, r2, part + 2)
+            if few:
+                _moments_few_features(
+                    xt, nb, resp, total, means, nblk, nk[t], sx[t], sxx[t]
+                )
+                continue
             block_weights(resp, nb, total, nblk)
             if ahead:
                 prefetch_next_block(X, r1, r2, part + 3)
