@@ -467,6 +467,16 @@ def accumulate_first_moments(xt, nb, resp, scale, shift, nblk, sums, sx, exact_s
             sx[k, d] += sums[k, d] - float(shift[k, d]) * n
 
 
+@njit(**SERIAL)
+def _four_log_norms(log_norm, sq, k0, k1, k2, k3):
+    """``log_norm`` of components ``k0 .. k3`` (zeros where ``sq`` is
+    None)."""
+    if sq is None:
+        zero = zero_of(log_norm)
+        return zero, zero, zero, zero
+    return log_norm[k0], log_norm[k1], log_norm[k2], log_norm[k3]
+
+
 #: :func:`accumulate_first_moments_few_features` serves blocks of up to
 #: this many features.
 FEW_FEATURES = 2
@@ -483,8 +493,8 @@ def accumulate_first_moments_few_features(
     unless ``sq`` is None (else float64, ``(K,)``), ``sq[k] += sum_b r_kb
     (log_norm[k] - L[k, b])`` as well (the spherical second moments times
     the precision; None compiles the function without them, and only the
-    variant a kernel uses is compiled: each loop costs a cold first fit
-    about 0.4 s).
+    variant a kernel uses is compiled: two loops in every kernel cost a
+    cold first fit about 0.4 s).
 
     One sweep over the block for every four components does what
     :func:`block_weights` (which stores the responsibilities),
@@ -514,56 +524,36 @@ def accumulate_first_moments_few_features(
         n0 = n1 = n2 = n3 = zero
         a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
         q0 = q1 = q2 = q3 = zero
-        if sq is not None:
-            c0 = log_norm[k0]
-            c1 = log_norm[k1]
-            c2 = log_norm[k2]
-            c3 = log_norm[k3]
-            for b in range(nb):
-                s = scale[b]
-                u = xt[0, b]
-                v = xt[last, b]
-                r0 = above_weight_floor(E[k0, b]) * s
-                r1 = above_weight_floor(E[k1, b]) * s
-                r2 = above_weight_floor(E[k2, b]) * s
-                r3 = above_weight_floor(E[k3, b]) * s
-                n0 += r0
-                n1 += r1
-                n2 += r2
-                n3 += r3
-                a00 += r0 * (u - m00)
-                a01 += r0 * (v - m01)
-                a10 += r1 * (u - m10)
-                a11 += r1 * (v - m11)
-                a20 += r2 * (u - m20)
-                a21 += r2 * (v - m21)
-                a30 += r3 * (u - m30)
-                a31 += r3 * (v - m31)
+        c0, c1, c2, c3 = _four_log_norms(log_norm, sq, k0, k1, k2, k3)
+        for b in range(nb):
+            u = xt[0, b]
+            v = xt[last, b]
+            # Indexed here, not in a helper: an inlined function taking
+            # arrays brings their reference counting into the loop (2x8:
+            # 4-8x slower, not vectorised).
+            s = scale[b]
+            r0 = above_weight_floor(E[k0, b]) * s
+            r1 = above_weight_floor(E[k1, b]) * s
+            r2 = above_weight_floor(E[k2, b]) * s
+            r3 = above_weight_floor(E[k3, b]) * s
+            n0 += r0
+            n1 += r1
+            n2 += r2
+            n3 += r3
+            a00 += r0 * (u - m00)
+            a01 += r0 * (v - m01)
+            a10 += r1 * (u - m10)
+            a11 += r1 * (v - m11)
+            a20 += r2 * (u - m20)
+            a21 += r2 * (v - m21)
+            a30 += r3 * (u - m30)
+            a31 += r3 * (v - m31)
+            # Pruned by numba where sq is None, as below.
+            if sq is not None:
                 q0 += r0 * (c0 - L[k0, b])
                 q1 += r1 * (c1 - L[k1, b])
                 q2 += r2 * (c2 - L[k2, b])
                 q3 += r3 * (c3 - L[k3, b])
-        else:
-            for b in range(nb):
-                s = scale[b]
-                u = xt[0, b]
-                v = xt[last, b]
-                r0 = above_weight_floor(E[k0, b]) * s
-                r1 = above_weight_floor(E[k1, b]) * s
-                r2 = above_weight_floor(E[k2, b]) * s
-                r3 = above_weight_floor(E[k3, b]) * s
-                n0 += r0
-                n1 += r1
-                n2 += r2
-                n3 += r3
-                a00 += r0 * (u - m00)
-                a01 += r0 * (v - m01)
-                a10 += r1 * (u - m10)
-                a11 += r1 * (v - m11)
-                a20 += r2 * (u - m20)
-                a21 += r2 * (v - m21)
-                a30 += r3 * (u - m30)
-                a31 += r3 * (v - m31)
         for i in range(4):
             k = k0 + i
             if k < K:

@@ -785,24 +785,15 @@ def affine_sq_distances(typingctx, x, nb, means, offsets, scales, out, expanded)
     return sig, codegen
 
 
-def _for_tiles(
-    builder,
-    intp,
-    n_components,
-    n_features,
-    features_per_tile,
-    tile,
-    components_per_tile=COLUMNS,
-):
-    """``tile(k0, d0)`` for every tile of ``components_per_tile`` components
-    by ``features_per_tile`` features (the last ones may run past the
-    ends)."""
+def _for_tiles(builder, intp, n_components, n_features, features_per_tile, tile):
+    """``tile(k0, d0)`` for every tile of :data:`COLUMNS` components by
+    ``features_per_tile`` features (the last ones may run past the ends)."""
 
     def groups(count, size):
         return builder.sdiv(builder.add(count, intp(size - 1)), intp(size))
 
-    with cgutils.for_range(builder, groups(n_components, components_per_tile)) as kg:
-        k0 = builder.mul(kg.index, intp(components_per_tile))
+    with cgutils.for_range(builder, groups(n_components, COLUMNS)) as kg:
+        k0 = builder.mul(kg.index, intp(COLUMNS))
         with cgutils.for_range(builder, groups(n_features, features_per_tile)) as dg:
             tile(k0, builder.mul(dg.index, intp(features_per_tile)))
 
@@ -844,13 +835,18 @@ def _row_sums_codegen(context, builder, signature, args):
     wide = lanes * x_type.dtype.bitwidth == 512
     # With shifts, the 4 x F broadcasts of the shifts take registers too.
     features_per_tile = (COLUMNS if wide else 2) // (2 if shifted else 1)
+    accumulators = [
+        [cgutils.alloca_once(builder, ops.vector) for _ in range(features_per_tile)]
+        for _ in range(COLUMNS)
+    ]
     load = ops.masked_load
 
-    def tile(k0, d0, n_components, n_features, used):
-        components, k_valid = ops.clamped(k0, K, n_components)
-        features, d_valid = ops.clamped(d0, D, n_features)
-        for acc in used:
-            builder.store(ops.zero, acc)
+    def tile(k0, d0):
+        components, k_valid = ops.clamped(k0, K, COLUMNS)
+        features, d_valid = ops.clamped(d0, D, features_per_tile)
+        for row in accumulators:
+            for acc in row:
+                builder.store(ops.zero, acc)
         shifts = None
         if shifted:
             shift_type, shift_arr = signature.args[3], arrays[3]
@@ -869,11 +865,13 @@ def _row_sums_codegen(context, builder, signature, args):
                 for c, value in enumerate(xs):
                     if shifted:
                         value = builder.fsub(value, shifts[a][c])
-                    acc = used[a * n_features + c]
+                    acc = accumulators[a][c]
                     builder.store(ops.fma(weight, value, builder.load(acc)), acc)
 
         ops.for_row_vectors(nb_value, add_rows)
-        totals = _tree_sums(ops, [builder.load(acc) for acc in used])
+        totals = _tree_sums(
+            ops, [builder.load(acc) for row in accumulators for acc in row]
+        )
         _store_tile_sums(
             ops,
             totals,
@@ -885,33 +883,7 @@ def _row_sums_codegen(context, builder, signature, args):
             d_valid,
         )
 
-    def tiles(n_components, n_features):
-        accumulators = [
-            cgutils.alloca_once(builder, ops.vector)
-            for _ in range(n_components * n_features)
-        ]
-        _for_tiles(
-            builder,
-            intp,
-            K,
-            D,
-            n_features,
-            lambda k0, d0: tile(k0, d0, n_components, n_features, accumulators),
-            n_components,
-        )
-
-    if features_per_tile <= 2:
-        tiles(COLUMNS, features_per_tile)
-        return context.get_dummy_value()
-    # One or two features fill half of a 4 x 4 tile or less: 8 x 2 tiles
-    # take the same registers (spherical 2x8, one thread: 0.52 -> ... ms per
-    # 10^6 rows).
-    narrow = builder.icmp_signed("<=", D, intp(2))
-    with builder.if_else(narrow) as (few_features, otherwise):
-        with few_features:
-            tiles(2 * COLUMNS, 2)
-        with otherwise:
-            tiles(COLUMNS, features_per_tile)
+    _for_tiles(builder, intp, K, D, features_per_tile, tile)
     return context.get_dummy_value()
 
 

@@ -559,11 +559,11 @@ def _moments_few_features(xt, nb, E, scale, means, nblk, nk, sx, sxx):
         a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
         q00 = q01 = q10 = q11 = q20 = q21 = q30 = q31 = zero
         for b in range(nb):
-            s = scale[b]
             u = xt[0, b]
             v = xt[last, b]
             uu = u * u
             vv = v * v
+            s = scale[b]
             r0 = above_weight_floor(E[k0, b]) * s
             r1 = above_weight_floor(E[k1, b]) * s
             r2 = above_weight_floor(E[k2, b]) * s
