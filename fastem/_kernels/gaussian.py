@@ -533,8 +533,8 @@ def _moments_around_means(xt, nb, resp, nblk, means, grouped, nk, sx, sxx):
 @njit(**SHARED)
 def _moments_few_features(xt, nb, E, scale, means, nblk, nk, sx, sxx):
     """:func:`_moments_around_center` for blocks of at most
-    :data:`~fastem._kernels._blocks.FEW_FEATURES` features and components
-    none of which is far from the center in any feature, with the
+    :data:`~fastem._kernels._blocks.FEW_FEATURES` features (in float64,
+    with no component far from the center in any feature), with the
     responsibilities formed in registers: ``r_kb = above_weight_floor(E[k,
     b]) scale[b]`` (``E`` and ``scale`` from
     :func:`~fastem._kernels._blocks.row_log_sum_exp`, ``E`` not modified),
@@ -542,27 +542,38 @@ def _moments_few_features(xt, nb, E, scale, means, nblk, nk, sx, sxx):
 
     One sweep over the block for every four components does what
     :func:`~fastem._kernels._blocks.block_weights` (which stores the
-    responsibilities) and :func:`_moments_around_center` did in two: the
-    raw sums ``n``, ``A = sum r x`` and ``Q = sum r x^2``, shifted to the
-    means as there.  Indices, not views, and no helpers taking arrays, as in
+    responsibilities) and :func:`_moments_around_center` did in two.
+    float64: the raw sums ``n``, ``A = sum r x`` and ``Q = sum r x^2``,
+    shifted to the means as there (two FMAs per component and feature);
+    float32: sums around the means, accurate for components far from the
+    center too (a subtraction, a product and two FMAs).  Indices, not views, and no helpers taking arrays, as in
     :func:`~fastem._kernels._blocks.accumulate_first_moments_few_features`."""
     K = E.shape[0]
     D = xt.shape[0]
     last = D - 1
     zero = zero_of(xt)
+    raw = holds_float64(xt)
     for k0 in range(0, K, 4):
         # Components past K - 1 repeat the last one and are not stored.
         k1 = min(k0 + 1, K - 1)
         k2 = min(k0 + 2, K - 1)
         k3 = min(k0 + 3, K - 1)
+        # float64: raw sums (the shifts are zero and fold away); float32:
+        # sums around the means.
+        m00 = zero if raw else means[k0, 0]
+        m01 = zero if raw else means[k0, last]
+        m10 = zero if raw else means[k1, 0]
+        m11 = zero if raw else means[k1, last]
+        m20 = zero if raw else means[k2, 0]
+        m21 = zero if raw else means[k2, last]
+        m30 = zero if raw else means[k3, 0]
+        m31 = zero if raw else means[k3, last]
         n0 = n1 = n2 = n3 = zero
         a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
         q00 = q01 = q10 = q11 = q20 = q21 = q30 = q31 = zero
         for b in range(nb):
             u = xt[0, b]
             v = xt[last, b]
-            uu = u * u
-            vv = v * v
             s = scale[b]
             r0 = above_weight_floor(E[k0, b]) * s
             r1 = above_weight_floor(E[k1, b]) * s
@@ -572,43 +583,53 @@ def _moments_few_features(xt, nb, E, scale, means, nblk, nk, sx, sxx):
             n1 += r1
             n2 += r2
             n3 += r3
-            a00 += r0 * u
-            a01 += r0 * v
-            a10 += r1 * u
-            a11 += r1 * v
-            a20 += r2 * u
-            a21 += r2 * v
-            a30 += r3 * u
-            a31 += r3 * v
-            q00 += r0 * uu
-            q01 += r0 * vv
-            q10 += r1 * uu
-            q11 += r1 * vv
-            q20 += r2 * uu
-            q21 += r2 * vv
-            q30 += r3 * uu
-            q31 += r3 * vv
+            z00 = u - m00
+            z01 = v - m01
+            z10 = u - m10
+            z11 = v - m11
+            z20 = u - m20
+            z21 = v - m21
+            z30 = u - m30
+            z31 = v - m31
+            a00 += r0 * z00
+            a01 += r0 * z01
+            a10 += r1 * z10
+            a11 += r1 * z11
+            a20 += r2 * z20
+            a21 += r2 * z21
+            a30 += r3 * z30
+            a31 += r3 * z31
+            q00 += r0 * (z00 * z00)
+            q01 += r0 * (z01 * z01)
+            q10 += r1 * (z10 * z10)
+            q11 += r1 * (z11 * z11)
+            q20 += r2 * (z20 * z20)
+            q21 += r2 * (z21 * z21)
+            q30 += r3 * (z30 * z30)
+            q31 += r3 * (z31 * z31)
         for i in range(4):
             k = k0 + i
             if k < K:
                 n = (n0, n1, n2, n3)[i]
                 nblk[k] = n
                 nk[k] += n
+                # Sums around the means need no shift.
+                weight = float(n) if raw else 0.0
                 a = float((a00, a10, a20, a30)[i])
                 q = float((q00, q10, q20, q30)[i])
-                _add_shifted_moments(k, 0, a, q, float(n), means, sx, sxx)
+                _add_shifted_moments(k, 0, a, q, weight, means, sx, sxx)
                 if D > 1:
                     a = float((a01, a11, a21, a31)[i])
                     q = float((q01, q11, q21, q31)[i])
-                    _add_shifted_moments(k, 1, a, q, float(n), means, sx, sxx)
+                    _add_shifted_moments(k, 1, a, q, weight, means, sx, sxx)
 
 
 @njit(**SERIAL)
 def _add_shifted_moments(k, d, a, q, n, means, sx, sxx):
     """Adds the raw sums ``a = sum r x`` and ``q = sum r x^2`` of weight
     ``n``, shifted to ``m = means[k, d]``, to ``sx[k, d]`` and ``sxx[k,
-    d]``."""
-    m = float(means[k, d])
+    d]`` (with ``n = 0``, sums already around ``m``)."""
+    m = float(means[k, d]) if n != 0.0 else 0.0
     sx[k, d] += a - m * n
     sxx[k, d] += q - m * (2.0 * a - m * n)
 
@@ -871,7 +892,7 @@ def estep_diag(
         far = np.empty((K, D), np.bool_)
         grouped = np.empty(K, np.bool_)
         _far_from_center(scaled, far, grouped)
-        few = D <= FEW_FEATURES and not np.any(far)
+        few = D <= FEW_FEATURES and not (holds_float64(X) and np.any(far))
         first = np.empty((K, D))
         second = np.empty((K, D))
         order = np.empty(K, np.int64)
