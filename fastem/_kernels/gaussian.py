@@ -473,10 +473,7 @@ def _moments_around_center(
         n = float(nblk[k])
         for f in range(D):
             if not far[k, f]:
-                m = float(means[k, f])
-                a = first[k, f]
-                sx[k, f] += a - m * n
-                sxx[k, f] += second[k, f] - m * (2.0 * a - m * n)
+                _add_shifted_moments(k, f, first[k, f], second[k, f], n, means, sx, sxx)
                 continue
             mean = means[k, f]
             s1 = zero
@@ -546,7 +543,8 @@ def _moments_few_features(xt, nb, E, scale, means, nblk, nk, sx, sxx):
     float64: the raw sums ``n``, ``A = sum r x`` and ``Q = sum r x^2``,
     shifted to the means as there (two FMAs per component and feature);
     float32: sums around the means, accurate for components far from the
-    center too (a subtraction, a product and two FMAs).  Indices, not views, and no helpers taking arrays, as in
+    center too (a subtraction, a product and two FMAs).  Indices, not
+    views, and no helpers taking arrays in the loop, as in
     :func:`~fastem._kernels._blocks.accumulate_first_moments_few_features`."""
     K = E.shape[0]
     D = xt.shape[0]
