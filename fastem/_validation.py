@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from ._parallel import run_tasks
+from ._parallel import claimed_tasks, run_tasks
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -118,9 +118,9 @@ def all_finite(arr: np.ndarray, n_threads: int | None = None) -> bool:
     n_tasks = -(-arr.shape[0] // rows)
     sums = np.zeros(n_tasks, dtype=arr.dtype)
 
-    def sum_rows(begin: int, end: int) -> None:
+    def sum_rows(queue: np.ndarray) -> None:
         with np.errstate(over="ignore", invalid="ignore"):
-            for task in range(begin, end):
+            for task in claimed_tasks(queue):
                 sums[task] = arr[task * rows : (task + 1) * rows].sum()
 
     run_tasks(sum_rows, n_tasks, n_threads=n_threads)

@@ -232,9 +232,9 @@ def measure_bandwidth(nbytes: int = 1 << 28, repeat: int = 5) -> float:
 
 @functools.cache
 def _multiply_add_chains():
-    """A kernel ``(acc, reps, task_begin, task_end)`` that runs ``reps`` times
-    eight dependent multiply-adds on every element of ``acc[t]`` for each
-    task ``t``.  A row of 256 elements is 32 AVX-512 vectors whose chains
+    """A kernel ``(acc, reps, queue)`` that runs ``reps`` times eight
+    dependent multiply-adds on every element of ``acc[t]`` for each task
+    ``t`` it claims from ``queue`` (:func:`fastem._parallel.run_tasks`).  A row of 256 elements is 32 AVX-512 vectors whose chains
     are independent, enough to hide the FMA latency; ``contract`` alone (no
     reassociation) keeps the compiler from folding a chain into fewer
     operations.  Built on first use: the benchmark's workers run this
@@ -244,10 +244,14 @@ def _multiply_add_chains():
     from numba import njit
 
     from fastem._config import PIPELINE
+    from fastem._kernels._claim import claim_task
 
     @njit(nogil=True, fastmath={"contract"}, **PIPELINE)
-    def chains(acc, reps, task_begin, task_end):
-        for t in range(task_begin, task_end):
+    def chains(acc, reps, queue):
+        while True:
+            t = claim_task(queue)
+            if t < 0:
+                break
             row = acc[t]
             for _ in range(reps):
                 for i in range(row.shape[0]):

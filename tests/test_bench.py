@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastem import bench
+from fastem._parallel import task_queue
 
 
 def test_multiply_add_chains_do_every_step():
@@ -17,7 +18,7 @@ def test_multiply_add_chains_do_every_step():
     acc[1] = 5.0
     start = acc.copy()
     reps = 7
-    chains(acc, reps, 0, 2)
+    chains(acc, reps, task_queue(2))
     a, c, n = 0.999999, 1e-9, 8 * reps
     expected = start[:2] * a**n + c * (1 - a**n) / (1 - a)
     np.testing.assert_allclose(acc[:2], expected, rtol=1e-12)

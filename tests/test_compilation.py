@@ -28,10 +28,10 @@ def _dispatchers():
 
 
 def _is_entry_point(dispatcher):
-    """Kernels run by ``run_tasks`` take the task range as their last two
-    arguments."""
+    """Kernels run by ``run_tasks`` take the task queue as their last
+    argument."""
     code = dispatcher.py_func.__code__
-    return code.co_varnames[: code.co_argcount][-2:] == ("task_begin", "task_end")
+    return code.co_varnames[: code.co_argcount][-1:] == ("queue",)
 
 
 def _signatures():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 
@@ -11,13 +10,37 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastem._parallel import guided_chunks, resolve_n_threads, run_tasks, thread_cap
+from fastem._kernels._claim import claim_task
+from fastem._parallel import (
+    claimed_tasks,
+    resolve_n_threads,
+    run_tasks,
+    task_queue,
+    thread_cap,
+)
 
 
 @njit(nogil=True)
-def _count_tasks(counts, task_begin, task_end):
-    for t in range(task_begin, task_end):
+def _count_tasks(counts, queue):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         counts[t] += 1
+
+
+@njit(nogil=True)
+def _record_claims(owner, thread, spin, queue):
+    """Marks each claimed task with ``thread``; ``spin`` iterations of work
+    per task keep both threads claiming."""
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
+        acc = 0.0
+        for i in range(spin):
+            acc += i * 1e-9
+        owner[t] = thread + (acc < 0)
 
 
 @pytest.mark.parametrize("n_tasks", [1, 2, 3, 7, 64, 1001])
@@ -28,25 +51,34 @@ def test_every_task_runs_exactly_once(n_tasks, n_threads):
     np.testing.assert_array_equal(counts, 1)
 
 
-@pytest.mark.parametrize("n_tasks", [1, 5, 64, 1001])
-@pytest.mark.parametrize("n_threads", [2, 3, 8])
-def test_guided_chunks_cover_the_tasks_largest_first(n_tasks, n_threads):
-    chunks = guided_chunks(n_tasks, n_threads)
-    # Consecutive, non-empty, covering [0, n_tasks) in order.
-    assert chunks[0][0] == 0 and chunks[-1][1] == n_tasks
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
-    sizes = [end - begin for begin, end in chunks]
-    assert min(sizes) >= 1
-    assert sizes == sorted(sizes, reverse=True)
-    # Each chunk is at most 1/(2 n_threads) of what was left, and the last
-    # one is a single task: the threads end within one task of each other.
-    left = n_tasks
-    for size in sizes:
-        assert size <= max(1, left // (2 * n_threads))
-        left -= size
-    assert sizes[-1] == 1
-    # Few kernel calls: logarithmic in the number of tasks, not linear.
-    assert len(chunks) <= 2 * n_threads * (np.log(n_tasks + 1) + 2)
+def test_threads_claiming_one_queue_share_its_tasks_exactly_once():
+    """Two threads racing on one queue (no pool, no GIL between claims):
+    every task is claimed once, and both threads get some."""
+    n_tasks = 20_000
+    queue = task_queue(n_tasks)
+    owner = np.full(n_tasks, -1, dtype=np.int64)
+    _record_claims(owner, 0, 1, task_queue(1))  # compile outside the race
+    start = threading.Barrier(2)
+
+    def claim(thread):
+        start.wait()
+        _record_claims(owner, thread, 2000, queue)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(np.unique(owner)) == {0, 1}
+    # The counter stops short of wrapping: it only ran past the end once per
+    # thread.
+    assert n_tasks <= queue[0] <= n_tasks + 2
+
+
+def test_python_kernels_claim_with_claimed_tasks():
+    queue = task_queue(5)
+    assert list(claimed_tasks(queue)) == [0, 1, 2, 3, 4]
+    assert list(claimed_tasks(queue)) == []
 
 
 def test_tasks_are_shared_between_threads():
@@ -54,9 +86,10 @@ def test_tasks_are_shared_between_threads():
         pytest.skip("needs 2 threads")
     seen = set()
 
-    def kernel(task_begin, task_end):
-        seen.add(threading.get_ident())
-        time.sleep(0.01)  # releases the GIL: the pool thread claims chunks too
+    def kernel(queue):
+        for _ in claimed_tasks(queue):
+            seen.add(threading.get_ident())
+            time.sleep(0.01)  # releases the GIL: the pool thread claims too
 
     run_tasks(kernel, 8, n_threads=2)
     assert len(seen) == 2
@@ -65,20 +98,21 @@ def test_tasks_are_shared_between_threads():
 def test_thread_cap_keeps_the_call_on_the_calling_thread():
     idents = []
 
-    def kernel(task_begin, task_end):
-        idents.append((threading.get_ident(), task_begin, task_end))
+    def kernel(queue):
+        idents.append((threading.get_ident(), list(claimed_tasks(queue))))
 
     with thread_cap(1):
         run_tasks(kernel, 16, n_threads=-1)
-    assert idents == [(threading.get_ident(), 0, 16)]
+    assert idents == [(threading.get_ident(), list(range(16)))]
 
 
-def test_errors_in_a_chunk_reach_the_caller():
-    def kernel(task_begin, task_end):
-        if task_begin <= 5 < task_end:
-            raise RuntimeError("chunk failed")
+def test_errors_in_a_task_reach_the_caller():
+    def kernel(queue):
+        for task in claimed_tasks(queue):
+            if task == 5:
+                raise RuntimeError("task failed")
 
-    with pytest.raises(RuntimeError, match="chunk failed"):
+    with pytest.raises(RuntimeError, match="task failed"):
         run_tasks(kernel, 16, n_threads=2)
 
 

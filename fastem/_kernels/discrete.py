@@ -48,6 +48,7 @@ from ._blocks import (
     load_rows,
     responsibilities,
 )
+from ._claim import claim_task
 
 # ---------------------------------------------------------------------------
 # Row terms and log-probabilities of a block
@@ -168,14 +169,15 @@ def _block_buffers(K, block):
 
 
 @njit(**KERNEL)
-def estep_dense(
-    X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc, task_begin, task_end
-):
+def estep_dense(X, sw, kind, c, A, logfact, task_rows, block, nk, sx, acc, queue):
     """Statistics of dense rows; ``nk`` (T, K), ``sx`` (T, K, D), ``acc`` (T, 3)
     as in :func:`fastem._kernels._blocks.responsibilities`."""
     N, D = X.shape
     K = A.shape[0]
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, np.float64)
         rt, L, resp, rowmax, total = _block_buffers(K, block)
         nblk = np.empty(K)
@@ -211,13 +213,15 @@ def estep_sparse(
     nk,
     sxT,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Statistics of CSR rows; ``sxT`` is ``(T, D, K)`` (feature-major)."""
     N = indptr.shape[0] - 1
     K = AT.shape[1]
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         tmp = np.empty(K)
         rt, L, resp, rowmax, total = _block_buffers(K, block)
         nkt = nk[t]
@@ -246,11 +250,14 @@ def estep_sparse(
 
 
 @njit(**KERNEL)
-def row_terms_dense(X, sw, kind, logfact, task_rows, block, out, task_begin, task_end):
+def row_terms_dense(X, sw, kind, logfact, task_rows, block, out, queue):
     """``out[t] = sum_i w_i rho(x_i)`` over the rows of task ``t``."""
     N, D = X.shape
     has_w = sw.shape[0] > 0
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, np.float64)
         rt = aligned_rows(1, block, np.float64)[0]
         s = 0.0
@@ -270,13 +277,14 @@ def row_terms_dense(X, sw, kind, logfact, task_rows, block, out, task_begin, tas
 
 
 @njit(**KERNEL)
-def row_terms_sparse(
-    data, indices, indptr, sw, kind, logfact, task_rows, out, task_begin, task_end
-):
+def row_terms_sparse(data, indices, indptr, sw, kind, logfact, task_rows, out, queue):
     """``out[t] = sum_i w_i rho(x_i)`` over the CSR rows of task ``t``."""
     N = indptr.shape[0] - 1
     has_w = sw.shape[0] > 0
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         s = 0.0
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             rho = 0.0
@@ -298,14 +306,15 @@ def row_terms_sparse(
 
 
 @njit(**KERNEL)
-def per_row_dense(
-    X, kind, c, A, logfact, block, out_lse, out_resp, out_label, task_begin, task_end
-):
+def per_row_dense(X, kind, c, A, logfact, block, out_lse, out_resp, out_label, queue):
     """Per-row outputs for dense rows (pass length-0 arrays for unwanted ones)."""
     N, D = X.shape
     K = A.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, np.float64)
         rt, L, E, rowmax, total = _block_buffers(K, block)
         r_end = min(N, (t + 1) * rows_per_task)
@@ -330,14 +339,16 @@ def per_row_sparse(
     out_lse,
     out_resp,
     out_label,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs for CSR rows."""
     N = indptr.shape[0] - 1
     K = AT.shape[1]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         tmp = np.empty(K)
         rt, L, E, rowmax, total = _block_buffers(K, block)
         r_end = min(N, (t + 1) * rows_per_task)

@@ -50,6 +50,7 @@ from ._blocks import (
     prefetch_next_block,
     row_log_sum_exp,
 )
+from ._claim import claim_task
 from ._math import (
     above_weight_floor,
     holds_float64,
@@ -674,15 +675,17 @@ def estep_full(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Statistics around the current means: ``sxx[t, k]`` is the lower
     triangle of ``sum r_k (x - mu_k)(x - mu_k)^T``."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, dt)
         w = aligned_rows(4, block, dt)
         L = aligned_rows(K, block, dt)
@@ -730,14 +733,16 @@ def estep_full_small(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """:func:`estep_full` for ``D <= SMALL_FULL_D``."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, dt)
         L = aligned_rows(K, block, dt)
         E = aligned_rows(K, block, dt)
@@ -768,8 +773,7 @@ def estep_tied(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
     ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``
@@ -783,7 +787,10 @@ def estep_tied(
     dt = X.dtype
     has_w = sw.shape[0] > 0
     want_scatter = sxx.shape[1] > 0
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, dt)
         u = aligned_rows(D, block, dt)
         # ``sxx.dtype`` (float64), not ``np.float64``: a dtype object, like
@@ -873,15 +880,17 @@ def estep_diag(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """``sxx[t, k, d] = sum r_k (x_d - mu_kd)^2`` (``means[k] = mu_k - c``,
     ``scaled[k] = (mu_k - c) prec[k]``)."""
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, dt)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
@@ -952,8 +961,7 @@ def estep_spherical(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """``sxx[t, k] = sum r_k ||x - mu_k||^2``, as ``sum_b r_kb (log_norm_k -
     L_kb) / prec_k^2``: the log-density pass stores only ``L``, and the
@@ -965,7 +973,10 @@ def estep_spherical(
     N, D = X.shape
     K = means.shape[0]
     dt = X.dtype
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt = aligned_rows(D, block, dt)
         L = aligned_rows(K, block, dt)
         resp = aligned_rows(K, block, dt)
@@ -1057,13 +1068,15 @@ def per_row_full(
     out_lse,
     out_resp,
     out_label,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs, full covariances (``prec`` is ``(K, D, D)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, _buf, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0
         )
@@ -1096,13 +1109,15 @@ def per_row_full_small(
     out_lse,
     out_resp,
     out_label,
-    task_begin,
-    task_end,
+    queue,
 ):
     """:func:`per_row_full` for ``D <= SMALL_FULL_D``."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, _buf, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0
         )
@@ -1125,13 +1140,15 @@ def per_row_tied(
     out_lse,
     out_resp,
     out_label,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs, tied covariance (``prec`` is ``(D, D)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, buf, L, E, rowmax, total = _row_buffers(
             D, shifted.shape[0], block, X.dtype, D
         )
@@ -1164,13 +1181,15 @@ def per_row_diag(
     out_lse,
     out_resp,
     out_label,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs, diagonal covariances (``prec`` is ``(K, D)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, _buf, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0
         )
@@ -1202,13 +1221,15 @@ def per_row_spherical(
     out_lse,
     out_resp,
     out_label,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs, spherical covariances (``prec`` is ``(K,)``)."""
     N, D = X.shape
     rows = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, _buf, L, E, rowmax, total = _row_buffers(
             D, means.shape[0], block, X.dtype, 0
         )

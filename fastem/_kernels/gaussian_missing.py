@@ -53,6 +53,7 @@ from numba import njit
 
 from .._config import KERNEL, SERIAL, SHARED
 from ._blocks import aligned_rows, argmax_rows, load_rows, responsibilities
+from ._claim import claim_task
 from ._math import (
     log_simd,
 )
@@ -450,8 +451,7 @@ def estep_missing_full(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Full covariances: statistics around the current means.
 
@@ -472,7 +472,10 @@ def estep_missing_full(
     """
     n, D = Xm.shape
     K = means.shape[0]
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         r_begin = t * task_rows
         r_end = min(n, r_begin + task_rows)
         p_first = _first_run(starts, r_begin)
@@ -547,8 +550,7 @@ def estep_missing_tied(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Tied covariance: ``sx[t, k] += r (xhat_k - c)`` and ``sxx[t]`` (lower
     triangle) ``+= sum_k r_k [(xhat_k - c)(xhat_k - c)^T + C]``.
@@ -562,7 +564,10 @@ def estep_missing_tied(
     n, D = Xm.shape
     K = means.shape[0]
     has_w = sw.shape[0] > 0
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, xc, u, e, L, resp, rowmax, total = _tied_block_buffers(D, K, block)
         fac = _tied_factor_buffers(D, K)
         C, h = fac[2], fac[6]
@@ -728,8 +733,7 @@ def estep_missing_diag(
     sx,
     sxx,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Diagonal (and spherical, with ``prec_chol`` broadcast to ``(K, D)``)
     covariances: features are independent within a component, so a missing
@@ -741,7 +745,10 @@ def estep_missing_diag(
     n, D = Xm.shape
     K = means.shape[0]
     miss_c, var = _diag_terms(prec_chol)
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, om, L, resp, rowmax, total = _diag_buffers(D, K, block)
         r_begin = t * task_rows
         r_end = min(n, r_begin + task_rows)
@@ -891,8 +898,7 @@ def rows_missing_full(
     u,
     z,
     out_draws,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs for full covariances; rows in ``Xm`` order.
 
@@ -913,7 +919,10 @@ def rows_missing_full(
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         work = _full_buffers(D, K, block)
         xt, dk, _q, L, seg_p, seg_lo, Lw, _G, v, _lnpc, _cached = work
         resp = aligned_rows(K, block, np.float64)
@@ -978,8 +987,7 @@ def rows_missing_tied(
     u,
     z,
     out_draws,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs for a tied covariance (see :func:`rows_missing_full`);
     the factors are shared by the components and computed once per run of
@@ -993,7 +1001,10 @@ def rows_missing_tied(
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, xc, uu, e, L, resp, rowmax, total = _tied_block_buffers(D, K, block)
         fac = _tied_factor_buffers(D, K)
         Lw, v, h = fac[0], fac[3], fac[6]
@@ -1056,8 +1067,7 @@ def rows_missing_diag(
     u,
     z,
     out_draws,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row outputs for diagonal (and spherical, ``prec_chol`` broadcast
     to ``(K, D)``) covariances (see :func:`rows_missing_full`).  Needs no
@@ -1071,7 +1081,10 @@ def rows_missing_diag(
     want_cm = out_fill.shape[0] > 0 or (
         out_draws.shape[0] > 0 and out_draws.shape[1] > 0
     )
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, om, L, resp, rowmax, total = _diag_buffers(D, K, block)
         idx = np.empty(D, dtype=np.int64)
         Lw = np.empty((0, 0))

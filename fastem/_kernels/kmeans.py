@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from .._config import KERNEL, SERIAL
+from ._claim import claim_task
 
 
 @njit(**SERIAL)
@@ -24,15 +25,16 @@ def _sq_dist(X, i, C, k):
 
 
 @njit(**KERNEL)
-def candidate_potentials(
-    X, sw, candidates, closest, task_rows, out, task_begin, task_end
-):
+def candidate_potentials(X, sw, candidates, closest, task_rows, out, queue):
     """``out[t, c] = sum_i w_i min(closest_i, ||x_i - candidate_c||^2)`` over
     the rows of task t (the k-means++ potential after adding candidate c)."""
     N = X.shape[0]
     C = candidates.shape[0]
     has_w = sw.shape[0] > 0
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             w = sw[i] if has_w else 1.0
             for c in range(C):
@@ -52,8 +54,7 @@ def lloyd_step(
     labels,
     dist,
     scatter,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Assign every row to its nearest center and accumulate, per task, the
     statistics of that hard assignment around the centers ``c_k``:
@@ -72,7 +73,10 @@ def lloyd_step(
     want_labels = labels.shape[0] > 0
     want_dist = dist.shape[0] > 0
     want_scatter = scatter.shape[0] > 0
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         z = np.empty(D)
         for i in range(t * task_rows, min(N, (t + 1) * task_rows)):
             best = 0

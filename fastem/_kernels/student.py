@@ -38,6 +38,7 @@ from ._blocks import (
     load_rows_centered,
     responsibilities,
 )
+from ._claim import claim_task
 from ._simd import upper_tri_sq_norms
 from .gaussian import _project_means
 
@@ -153,8 +154,7 @@ def estep_student(
     sxx,
     slogu,
     acc,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Statistics of the rows of ``X`` (outputs with a leading task axis),
     centered on ``center`` as they are loaded; ``means`` are ``mu_k -
@@ -165,7 +165,10 @@ def estep_student(
     """
     N, D = X.shape
     K = means.shape[0]
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, M, lq, L, resp, rowmax, total, kbuf = _t_buffers(D, K, block)
         projected = _project_means(means, prec_chol)
         ru = aligned_rows(K, block, np.float64)
@@ -211,15 +214,17 @@ def per_row_student(
     out_lse,
     out_resp,
     out_label,
-    task_begin,
-    task_end,
+    queue,
 ):
     """Per-row ``log p(x)``, posteriors and labels (length-0 outputs skipped);
     ``means`` are ``mu_k - center``, as in :func:`estep_student`."""
     N, D = X.shape
     K = means.shape[0]
     rows_per_task = PER_ROW_TASK_BLOCKS * block
-    for t in range(task_begin, task_end):
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
         xt, M, lq, L, E, rowmax, total, kbuf = _t_buffers(D, K, block)
         projected = _project_means(means, prec_chol)
         r_end = min(N, (t + 1) * rows_per_task)
