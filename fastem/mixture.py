@@ -320,12 +320,13 @@ class GaussianMixture(MixtureEstimator):
             }[cov]
             p = check_param_array(self.precisions_init, "precisions_init", shape)
             if cov in ("full", "tied"):
-                mats = p if cov == "full" else p[None]
-                for m in mats:
-                    if not np.allclose(m, m.T) or not (np.linalg.eigvalsh(m) > 0).all():
-                        raise ValueError(
-                            f"precisions_init ('{cov}') must be symmetric positive-definite"
-                        )
+                if not (
+                    np.allclose(p, np.swapaxes(p, -1, -2))
+                    and (np.linalg.eigvalsh(p) > 0).all()
+                ):
+                    raise ValueError(
+                        f"precisions_init ('{cov}') must be symmetric positive-definite"
+                    )
             elif (p <= 0).any():
                 raise ValueError(f"precisions_init ('{cov}') must be positive")
             out["precisions_init"] = p

@@ -8,11 +8,11 @@ same initial parameters give the same fitted model.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import linalg
 
 from .._kernels import gaussian as _k
 from .._kernels import linalg as _linalg
@@ -213,7 +213,7 @@ def precisions_cholesky_from_covariances(
     is not positive definite (their factor is left as the identity)."""
     if covariance_type == "full":
         out, ok = _inverse_cholesky_batch(covariances)
-        return out, [int(k) for k in np.flatnonzero(~ok)]
+        return out, [] if ok.all() else np.flatnonzero(~ok).tolist()
     if covariance_type == "tied":
         out, ok = _inverse_cholesky_batch(covariances[None])
         if not ok[0]:
@@ -234,32 +234,30 @@ def precisions_cholesky_from_covariances(
 def precisions_cholesky_from_precisions(
     precisions: np.ndarray, covariance_type: str
 ) -> np.ndarray:
-    """Upper-triangular factors ``U U^T = P`` (scikit-learn's flip trick, #26415)."""
+    """Upper-triangular factors ``U U^T = P`` (scikit-learn's flip trick, #26415).
 
-    def flip_chol(p):
-        return linalg.cholesky(p[::-1, ::-1], lower=True)[::-1, ::-1]
-
-    if covariance_type == "full":
-        return np.stack([flip_chol(p) for p in precisions])
-    if covariance_type == "tied":
-        return flip_chol(precisions)
+    ``full`` factorises its stack of matrices in one LAPACK call.
+    """
+    if covariance_type in ("full", "tied"):
+        flipped = np.linalg.cholesky(precisions[..., ::-1, ::-1])
+        return np.ascontiguousarray(flipped[..., ::-1, ::-1])
     return np.sqrt(precisions)
 
 
 def covariances_from_precisions_cholesky(
     prec_chol: np.ndarray, covariance_type: str
 ) -> np.ndarray:
-    """Inverse of the precisions given their Cholesky factors."""
-    if covariance_type == "full":
-        return np.stack([_inv_from_chol(u) for u in prec_chol])
-    if covariance_type == "tied":
-        return _inv_from_chol(prec_chol)
+    """Inverse of the precisions given their Cholesky factors:
+    ``(U U^T)^-1 = U^-T U^-1``.
+
+    The inverse of a triangular ``U`` by LU (``np.linalg.inv``, one call for
+    the stack): partial pivoting finds nothing below the diagonal to swap,
+    so this is back substitution.
+    """
+    if covariance_type in ("full", "tied"):
+        u_inv = np.linalg.inv(prec_chol)
+        return np.swapaxes(u_inv, -1, -2) @ u_inv
     return 1.0 / prec_chol**2
-
-
-def _inv_from_chol(u: np.ndarray) -> np.ndarray:
-    uinv = linalg.solve_triangular(u, np.eye(u.shape[0]), lower=False)
-    return uinv.T @ uinv
 
 
 def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: int):
@@ -280,8 +278,8 @@ def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: in
 
 def _log_norm(params: GaussianParams) -> np.ndarray:
     D = params.n_features
-    with np.errstate(divide="ignore"):
-        log_w = np.log(params.weights)
+    w = params.weights
+    log_w = np.log(w, out=np.full(w.shape, -np.inf), where=w > 0)
     logdet = log_det_cholesky(params.precisions_cholesky, params.covariance_type, D)
     return np.ascontiguousarray(log_w + logdet - 0.5 * D * _LOG_2PI, dtype=np.float64)
 
@@ -329,7 +327,7 @@ def _runs_as_diag(params: GaussianParams) -> bool:
 def _kernel_args(params: GaussianParams, dtype, log_norm=None) -> _KernelArgs:
     if log_norm is None:
         log_norm = _log_norm(params)
-    center = np.asarray(np.einsum("k,kd->d", params.weights, params.means), dtype=dtype)
+    center = np.asarray(params.weights @ params.means, dtype=dtype)
     centered = params.means - center.astype(np.float64)
     prec = params.precisions_cholesky * _SQRT_HALF
     as_diag = _runs_as_diag(params)
@@ -428,23 +426,38 @@ def e_step(
         sum_xx = _symmetrize_lower(sum_xx)
     elif cov == "spherical" and sum_xx.ndim == 2:
         sum_xx = sum_xx.sum(axis=1)
-    log_likelihood, total_weight, _ = (float(v) for v in acc.sum(axis=0))
-    stats = GaussianStats(
-        cov,
-        nk.sum(axis=0),
-        sx.sum(axis=0),
-        sum_xx,
-        a.shift,
-        log_likelihood,
-        total_weight,
+    log_likelihood, total_weight, _ = acc.sum(axis=0).tolist()
+    sum_n, sum_x = nk.sum(axis=0), sx.sum(axis=0)
+    joint = (
+        expected_log_joint(sum_n, sum_x, sum_xx, a.shift, params, log_norm)
+        if scatter
+        else 0.0
     )
-    return with_expected_log_joint(stats, params, log_norm) if scatter else stats
+    return GaussianStats(
+        cov, sum_n, sum_x, sum_xx, a.shift, log_likelihood, total_weight, joint
+    )
 
 
 def with_expected_log_joint(
     stats: GaussianStats, params: GaussianParams, log_norm: np.ndarray | None = None
 ) -> GaussianStats:
-    """``stats`` with ``expected_log_joint`` computed from its moments.
+    """``stats`` with ``expected_log_joint`` computed from its moments (see
+    :func:`expected_log_joint`)."""
+    joint = expected_log_joint(
+        stats.nk, stats.sum_x, stats.sum_xx, stats.shift, params, log_norm
+    )
+    return replace(stats, expected_log_joint=joint)
+
+
+def expected_log_joint(
+    nk: np.ndarray,
+    sum_x: np.ndarray,
+    sum_xx: np.ndarray,
+    shift: np.ndarray,
+    params: GaussianParams,
+    log_norm: np.ndarray | None = None,
+) -> float:
+    """``sum_i sum_k r_ik log p(x_i, k)`` from the moments of :class:`GaussianStats`.
 
     ``log p(x, k) = log_norm_k - 1/2 ||(x - mu_k)^T U_k||^2``, so with
     ``P_k = U_k U_k^T``
@@ -465,26 +478,30 @@ def with_expected_log_joint(
         log_norm = _log_norm(params)
     U = params.precisions_cholesky
     cov = params.covariance_type
-    delta = stats.shift - params.means
+    delta = shift - params.means
     if cov in ("full", "tied"):
         P = U @ np.swapaxes(U, -1, -2)
-        P_delta = delta @ P if cov == "tied" else np.einsum("kij,kj->ki", P, delta)
+        P_delta = delta @ P if cov == "tied" else (P @ delta[:, :, None])[:, :, 0]
     else:
         P = U * U
         P_delta = delta * (P if cov == "diag" else P[:, None])
-    nk = stats.nk
-    quadratic = np.sum(stats.sum_xx * P) + np.sum(
-        (2.0 * stats.sum_x + nk[:, None] * delta) * P_delta
-    )
+    quadratic = np.vdot(sum_xx, P) + np.vdot(2.0 * sum_x + nk[:, None] * delta, P_delta)
     occupied = nk > 0
     constant = np.dot(nk[occupied], np.asarray(log_norm)[occupied])
-    return replace(stats, expected_log_joint=float(constant - 0.5 * quadratic))
+    return float(constant - 0.5 * quadratic)
 
 
 def _symmetrize_lower(S: np.ndarray) -> np.ndarray:
-    """Fill the upper triangle(s) from the lower one(s)."""
-    lower = np.tril(S)
-    return lower + np.swapaxes(np.tril(S, -1), -1, -2)
+    """A copy of ``S`` with the upper triangle(s) filled from the lower one(s)."""
+    i, j = _strict_upper_triangle(S.shape[-1])
+    out = S.copy()
+    out[..., i, j] = S[..., j, i]
+    return out
+
+
+@functools.cache
+def _strict_upper_triangle(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n_features, 1)
 
 
 def per_row(
@@ -554,8 +571,9 @@ def m_step(stats: GaussianStats, reg_covar: float) -> tuple[GaussianParams, list
     nk, means, covariances = estimate_moments(stats, reg_covar)
     weights = nk / nk.sum()
     prec_chol, bad = precisions_cholesky_from_covariances(covariances, cov)
-    empty = np.flatnonzero(stats.nk < _EPS10 * stats.total_weight)
-    bad = sorted(set(bad) | {int(k) for k in empty})
+    empty = np.flatnonzero(stats.nk < _EPS10 * stats.total_weight).tolist()
+    if empty:
+        bad = sorted(set(bad) | set(empty))
     params = GaussianParams(cov, weights, means, covariances, prec_chol)
     return params, bad
 
@@ -575,12 +593,12 @@ def estimate_moments(
         covariances = (
             stats.sum_xx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         )
-        covariances[:, np.arange(D), np.arange(D)] += reg_covar
+        np.einsum("kii->ki", covariances)[:] += reg_covar  # a view of the diagonals
     elif cov == "tied":
         between = np.einsum("k,ki,kj->ij", nk, delta, delta)
         covariances = (stats.sum_xx - between) / nk.sum()
         covariances = 0.5 * (covariances + covariances.T)
-        covariances[np.arange(D), np.arange(D)] += reg_covar
+        np.einsum("ii->i", covariances)[:] += reg_covar
     elif cov == "diag":
         var = np.maximum(stats.sum_xx / nk[:, None] - delta**2, 0.0)
         covariances = var + reg_covar
