@@ -99,8 +99,9 @@ def resolve_n_threads(n_threads: int | None) -> int:
 
 
 def task_queue(n_tasks: int) -> np.ndarray:
-    """A queue of the tasks ``[0, n_tasks)``: the ``int64`` array ``[next,
-    end]`` that a kernel's threads claim tasks from."""
+    """A queue of the tasks ``[0, n_tasks)``: the ``int64`` array ``[claims,
+    n_tasks]`` that a kernel's threads claim tasks from
+    (:func:`fastem._kernels._claim.claim_task`)."""
     return np.array([0, n_tasks], dtype=np.int64)
 
 
@@ -108,8 +109,8 @@ _CLAIM_LOCK = threading.Lock()
 
 
 def claimed_tasks(queue: np.ndarray) -> Iterator[int]:
-    """The tasks of ``queue`` that this thread claims, for kernels written in
-    Python (a compiled kernel calls
+    """The tasks of ``queue`` that this thread claims, in order, for kernels
+    written in Python (a compiled kernel calls
     :func:`~fastem._kernels._claim.claim_task`)."""
     while True:
         with _CLAIM_LOCK:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastem._kernels._claim import claim_task
+from fastem._kernels._claim import LANES, claim_task
 from fastem._parallel import (
     claimed_tasks,
     resolve_n_threads,
@@ -43,6 +43,17 @@ def _record_claims(owner, thread, spin, queue):
         owner[t] = thread + (acc < 0)
 
 
+@njit(nogil=True)
+def _claim_order(order, queue):
+    i = 0
+    while True:
+        t = claim_task(queue)
+        if t < 0:
+            break
+        order[i] = t
+        i += 1
+
+
 @pytest.mark.parametrize("n_tasks", [1, 2, 3, 7, 64, 1001])
 @pytest.mark.parametrize("n_threads", [1, 2, -1])
 def test_every_task_runs_exactly_once(n_tasks, n_threads):
@@ -70,9 +81,20 @@ def test_threads_claiming_one_queue_share_its_tasks_exactly_once():
     for thread in threads:
         thread.join()
     assert set(np.unique(owner)) == {0, 1}
-    # The counter stops short of wrapping: it only ran past the end once per
-    # thread.
-    assert n_tasks <= queue[0] <= n_tasks + 2
+    # Each thread ran past the last claim once.
+    assert queue[0] == n_tasks + 2
+
+
+@pytest.mark.parametrize("n_tasks", [1, 7, 8, 9, 63, 64, 65, 1001])
+def test_claims_visit_every_task_once_with_neighbours_far_apart(n_tasks):
+    """One thread claiming alone gets every task exactly once, in the
+    lane order that keeps consecutive claims ``ceil(n / LANES)`` apart."""
+    order = np.full(n_tasks, -1, dtype=np.int64)
+    _claim_order(order, task_queue(n_tasks))
+    assert sorted(order.tolist()) == list(range(n_tasks))
+    lane = -(-n_tasks // LANES)
+    if n_tasks % LANES == 0:
+        assert (np.diff(order)[: LANES - 1] == lane).all()
 
 
 def test_python_kernels_claim_with_claimed_tasks():

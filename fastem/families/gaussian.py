@@ -339,8 +339,8 @@ def _kernel_args(params: GaussianParams, dtype, log_norm=None) -> _KernelArgs:
 
     means = cast(centered)
     if params.covariance_type == "tied":
-        shifted = cast(np.einsum("ki,ij->kj", centered, prec))
-        shift = np.broadcast_to(center.astype(np.float64), centered.shape).copy()
+        shifted = cast(centered @ prec)
+        shift = np.repeat(center.astype(np.float64)[None], centered.shape[0], axis=0)
     else:
         # diag: the log-density's ``x prec - (mu_k - c) prec`` (one FMA).
         diag = params.covariance_type == "diag" or as_diag
