@@ -30,6 +30,7 @@ safe to call from any number of threads, including Dask workers.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -100,25 +101,35 @@ def resolve_n_threads(n_threads: int | None) -> int:
 
 def task_queue(n_tasks: int) -> np.ndarray:
     """A queue of the tasks ``[0, n_tasks)``: the ``int64`` array ``[claims,
-    n_tasks]`` that a kernel's threads claim tasks from
-    (:func:`fastem._kernels._claim.claim_task`)."""
-    return np.array([0, n_tasks], dtype=np.int64)
+    n_tasks, stride]`` that a kernel's threads claim tasks from
+    (:func:`fastem._kernels._claim.claim_task`: claim ``c`` is task ``c *
+    stride mod n_tasks``).  The stride is the smallest integer of at least
+    ``n_tasks / CLAIM_SPREAD`` that is coprime with ``n_tasks``."""
+    stride = max(1, -(-n_tasks // CLAIM_SPREAD))
+    while math.gcd(stride, n_tasks) != 1:
+        stride += 1
+    return np.array([0, n_tasks, stride], dtype=np.int64)
 
+
+#: Tasks claimed one after another lie about ``n_tasks / CLAIM_SPREAD``
+#: apart (see :func:`task_queue`).
+CLAIM_SPREAD = 8
 
 _CLAIM_LOCK = threading.Lock()
 
 
 def claimed_tasks(queue: np.ndarray) -> Iterator[int]:
-    """The tasks of ``queue`` that this thread claims, in order, for kernels
-    written in Python (a compiled kernel calls
+    """The tasks of ``queue`` that this thread claims, for kernels written in
+    Python (a compiled kernel calls
     :func:`~fastem._kernels._claim.claim_task`)."""
+    n_tasks, stride = int(queue[1]), int(queue[2])
     while True:
         with _CLAIM_LOCK:
-            task = int(queue[0])
-            queue[0] = task + 1
-        if task >= queue[1]:
+            claim = int(queue[0])
+            queue[0] = claim + 1
+        if claim >= n_tasks:
             return
-        yield task
+        yield claim * stride % n_tasks
 
 
 def run_tasks(
