@@ -595,7 +595,7 @@ def estimate_moments(
         )
         np.einsum("kii->ki", covariances)[:] += reg_covar  # a view of the diagonals
     elif cov == "tied":
-        between = np.einsum("k,ki,kj->ij", nk, delta, delta)
+        between = (delta.T * nk) @ delta
         covariances = (stats.sum_xx - between) / nk.sum()
         covariances = 0.5 * (covariances + covariances.T)
         np.einsum("ii->i", covariances)[:] += reg_covar

@@ -42,11 +42,14 @@ class TiedScatterMemo:
         if params.covariance_type != "tied":
             return source.map_reduce(g.e_step, params, n_threads, log_norm)
         if self._first is not None and self._first[0] is source:
+            if log_norm is None:
+                log_norm = g._log_norm(params)
             stats = source.map_reduce(g.e_step, params, n_threads, log_norm, False)
             total = self._first[1].reshift(stats.shift).sum_xx
-            return g.with_expected_log_joint(
-                replace(stats, sum_xx=total), params, log_norm
+            joint = g.expected_log_joint(
+                stats.nk, stats.sum_x, total, stats.shift, params, log_norm
             )
+            return replace(stats, sum_xx=total, expected_log_joint=joint)
         stats = source.map_reduce(g.e_step, params, n_threads, log_norm)
         self._first = (source, stats)
         return stats
