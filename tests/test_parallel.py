@@ -55,7 +55,7 @@ def _claim_order(order, queue):
         i += 1
 
 
-@pytest.mark.parametrize("n_tasks", [1, 2, 3, 7, 64, 1001])
+@pytest.mark.parametrize("n_tasks", [0, 1, 2, 3, 7, 64, 1001])
 @pytest.mark.parametrize("n_threads", [1, 2, -1])
 def test_every_task_runs_exactly_once(n_tasks, n_threads):
     counts = np.zeros(n_tasks, dtype=np.int64)
@@ -86,7 +86,7 @@ def test_threads_claiming_one_queue_share_its_tasks_exactly_once():
     assert queue[0] == n_tasks + 2
 
 
-@pytest.mark.parametrize("n_tasks", [1, 2, 7, 8, 9, 63, 64, 65, 1001])
+@pytest.mark.parametrize("n_tasks", [0, 1, 2, 7, 8, 9, 63, 64, 65, 1001])
 def test_claims_visit_every_task_once_with_neighbours_far_apart(n_tasks):
     """One thread claiming alone gets every task exactly once, and
     consecutive claims ``n / CLAIM_SPREAD`` or more apart (modulo n)."""

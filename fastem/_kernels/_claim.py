@@ -57,10 +57,13 @@ def claim_task(typingctx, queue):
         claim = builder.atomic_rmw("add", item(0), ir.Constant(i64, 1), "monotonic")
         n_tasks = builder.load(item(1))
         stride = builder.load(item(2))
-        # claim < n_tasks, so the product stays far below 2^63 for any
-        # realistic task count (stride < n_tasks).
-        task = builder.urem(builder.mul(claim, stride), n_tasks)
         left = builder.icmp_signed("<", claim, n_tasks)
+        # The remainder is computed before the select: divide by 1 when the
+        # claim is past the end (an empty queue must not divide by zero).
+        # Below the end the product stays far from 2^63 for any realistic
+        # task count (claim, stride < n_tasks).
+        divisor = builder.select(left, n_tasks, ir.Constant(i64, 1))
+        task = builder.urem(builder.mul(claim, stride), divisor)
         return builder.select(left, task, ir.Constant(i64, -1))
 
     return types.int64(queue), codegen
