@@ -2,10 +2,11 @@
 
 A task queue (:func:`fastem._parallel.task_queue`) is an ``int64`` array
 ``[claims, n_tasks, stride]``: a counter of the claims made so far, the
-number of tasks, and the step between the tasks of consecutive claims.  Every thread of a :func:`fastem._parallel.run_tasks` call runs the
-same kernel on the same queue, and the kernel takes one task after another
-with :func:`claim_task` (an atomic fetch-and-add on the counter) until none
-is left.  A thread therefore calls its kernel once per pass over the data
+number of tasks, and the step between the tasks of consecutive claims.
+Every thread of a :func:`fastem._parallel.run_tasks` call runs the same
+kernel on the same queue, and the kernel takes one task after another with
+:func:`claim_task` (an atomic fetch-and-add on the counter) until none is
+left.  A thread therefore calls its kernel once per pass over the data
 and never waits for the GIL between tasks, and a core slowed by other work
 simply claims fewer tasks.  Each task writes only its own output slice, so
 the results do not depend on which thread ran which task.
