@@ -66,3 +66,32 @@ def test_early_stops_are_listed_per_library_and_case():
     }
     (line,) = bench.early_stops([case])
     assert line.startswith("onedal 64x16 full float64 2 thr: stopped after 3 of 10")
+
+
+class _Clock:
+    """A clock that advances ``step`` seconds at every reading."""
+
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def test_timed_fits_repeat_short_fits_until_the_time_budget_is_spent():
+    calls = []
+
+    def fit(X):
+        calls.append(X)
+        return len(calls)
+
+    # Each fit "takes" 0.125 s (two readings 0.125 apart, exact in binary).
+    seconds, last = bench.timed_fits(fit, "X", 2, 1.0, clock=_Clock(0.125))
+    assert seconds == [0.125] * 8 and last == 8
+    # At least `repeat` fits even when one alone spends the budget.
+    seconds, _ = bench.timed_fits(fit, "X", 3, 0.01, clock=_Clock(0.1))
+    assert len(seconds) == 3
+    # Never more than MAX_TIMED_FITS.
+    seconds, _ = bench.timed_fits(fit, "X", 1, 1e9, clock=_Clock(0.1))
+    assert len(seconds) == bench.MAX_TIMED_FITS
