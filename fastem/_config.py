@@ -82,9 +82,9 @@ CONTRACT_ONLY = {
     **PIPELINE,
 }
 
-#: Options for kernel entry points: serial over a range of tasks, released
-#: from the GIL so that :func:`fastem._parallel.run_tasks` runs them on
-#: several threads.
+#: Options for kernel entry points: serial over the tasks they claim from a
+#: task queue, released from the GIL so that
+#: :func:`fastem._parallel.run_tasks` runs them on several threads.
 KERNEL = {
     "cache": CACHE,
     "fastmath": FASTMATH,
