@@ -370,7 +370,7 @@ def e_step(
     earlier pass over the same rows
     (:class:`fastem.families.gaussian_fit.TiedScatterMemo`), and
     ``expected_log_joint`` zero until the caller computes it
-    (:func:`with_expected_log_joint`).
+    (:func:`expected_log_joint`).
     """
     N, D = X.shape
     K = params.n_components
@@ -436,17 +436,6 @@ def e_step(
     return GaussianStats(
         cov, sum_n, sum_x, sum_xx, a.shift, log_likelihood, total_weight, joint
     )
-
-
-def with_expected_log_joint(
-    stats: GaussianStats, params: GaussianParams, log_norm: np.ndarray | None = None
-) -> GaussianStats:
-    """``stats`` with ``expected_log_joint`` computed from its moments (see
-    :func:`expected_log_joint`)."""
-    joint = expected_log_joint(
-        stats.nk, stats.sum_x, stats.sum_xx, stats.shift, params, log_norm
-    )
-    return replace(stats, expected_log_joint=joint)
 
 
 def expected_log_joint(
