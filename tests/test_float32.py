@@ -19,6 +19,8 @@ from _testing import (
 from sklearn.mixture import GaussianMixture as SklearnGM
 
 import fastem
+from fastem.families import gaussian
+from fastem.kernels import make_gaussian_params
 
 K = 3
 
@@ -174,3 +176,56 @@ def test_float32_components_far_from_the_mixture_mean(
     assert_close(fe.means_, sk.means_, 1e-5, "means_")
     for name in ("weights_", "covariances_"):
         assert_close(getattr(fe, name), getattr(sk, name), 2e-3, name)
+
+
+def _far_components(make_mixture, n_features):
+    """float32 rows of three tight components (spreads 0.5, 1, 2) 700-900
+    from the origin and 300-1000 from their mixture mean, and their labels."""
+    data32, labels = make_mixture(
+        500, n_features, K, seed=41, separation=12.0, dtype=np.float32
+    )
+    spread = np.array([0.5, 1.0, 2.0])[labels]
+    centre = np.array([[-700.0, 300.0, 0.0], [800.0, -400.0, 50.0], [0.0, 0.0, 900.0]])
+    centre = np.tile(centre, (1, 3))[:, :n_features]
+    own = np.array([data32[labels == k].mean(axis=0) for k in range(K)])
+    X64 = centre[labels] + spread[:, None] * (data32.astype(np.float64) - own[labels])
+    return X64.astype(np.float32), labels
+
+
+@pytest.mark.parametrize("n_features", [2, 3, 9])
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_float32_component_means_far_from_the_mixture_mean(
+    make_mixture, cov, n_features
+):
+    """One E-step on float32 rows at the true parameters: the component
+    means of its statistics against the float64 means of the same numbers.
+
+    full, tied and diag sum each block around the component means and move
+    the sums to the mixture mean in float64: measured within 1e-6, where
+    ``x - c`` has a float32 spacing of 6e-5 to 1.2e-4.  Two faults each left
+    1e-5 to 3e-5: products of float32 numbers meant to be float64 (numba's
+    ``float()`` keeps a float32 a float32), and a centre off the data's
+    grid, which rounded every row of a tight component the same way.
+    spherical sums around the mixture mean, within ``eps32 |x - c|`` by
+    design (:func:`fastem._kernels._blocks.accumulate_first_moments`)."""
+    X32, labels = _far_components(make_mixture, n_features)
+    back = X32.astype(np.float64)
+    means = np.array([back[labels == k].mean(axis=0) for k in range(K)])
+    weights = np.bincount(labels) / labels.size
+    scatter = [np.cov(back[labels == k].T, bias=True) for k in range(K)]
+    covariances = {
+        "full": np.array(scatter),
+        "tied": np.tensordot(weights, scatter, axes=1),
+        "diag": np.array([np.diagonal(s) for s in scatter]),
+        "spherical": np.array([np.trace(s) / n_features for s in scatter]),
+    }[cov]
+    params = make_gaussian_params(weights, means, covariances, cov)
+    stats = gaussian.e_step(X32, np.empty(0), params)
+    np.testing.assert_array_equal(stats.nk, np.bincount(labels))
+    fitted = stats.shift + stats.sum_x / stats.nk[:, None]
+    if cov == "spherical":
+        distance = np.abs(back - (weights @ means)).max()
+        bound = 4 * np.finfo(np.float32).eps * distance
+    else:
+        bound = 4e-6
+    assert np.abs(fitted - means).max() <= bound

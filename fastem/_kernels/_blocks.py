@@ -241,11 +241,11 @@ def _centered_float64_typed(xt, X, r0, nb, center, origin, raw, out):
     def convert(xt, X, r0, nb, center, origin, raw, out):
         load_rows_centered(X, r0, nb, origin, raw)
         for d in range(raw.shape[0]):
-            c = float(center[d])
+            c = np.float64(center[d])
             row = raw[d]
             wide = out[d]
             for b in range(nb):
-                wide[b] = float(row[b]) - c
+                wide[b] = np.float64(row[b]) - c
         return out
 
     return convert
@@ -296,7 +296,7 @@ def row_log_sum_exp(L, nb, sw, r0, rowmax, E, total, acc):
         wrow = sw[r0 : r0 + nb]
         for b in range(nb):
             w = wrow[b]
-            lse = float(rowmax[b]) + log_simd(float(total[b]))
+            lse = np.float64(rowmax[b]) + log_simd(np.float64(total[b]))
             ll += w * lse if w != 0.0 else 0.0
             wsum += w
             total[b] = w * reciprocal(total[b])
@@ -320,7 +320,7 @@ def row_log_sum_exp(L, nb, sw, r0, rowmax, E, total, acc):
         for b in range(nb):
             ll += rowmax[b]
             total[b] = reciprocal(total[b])
-        wsum = float(nb)
+        wsum = np.float64(nb)
     acc[0] += ll
     acc[1] += wsum
 
@@ -362,7 +362,7 @@ def responsibilities(L, nb, sw, r0, rowmax, resp, total, acc):
             r = above_weight_floor(resp[k, b]) * total[b]
             resp[k, b] = r
             joint_k += r * L[k, b] if r != zero else zero
-        joint += float(joint_k)
+        joint += np.float64(joint_k)
     acc[2] += joint
 
 
@@ -384,7 +384,7 @@ def emit_rows(L, nb, r0, rowmax, total, E, out_lse, out_resp, out_label):
     if want_lse:
         lse = out_lse[r0 : r0 + nb]
         for b in range(nb):
-            lse[b] = float(rowmax[b]) + log_simd(float(total[b]))
+            lse[b] = np.float64(rowmax[b]) + log_simd(np.float64(total[b]))
     if want_resp:
         for b in range(nb):
             total[b] = reciprocal(total[b])
@@ -458,13 +458,13 @@ def accumulate_first_moments(xt, nb, resp, scale, shift, nblk, sums, sx, exact_s
     else:
         weighted_row_sums(xt, nb, resp, sums)
     for k in range(K):
-        n = float(nblk[k])
+        n = np.float64(nblk[k])
         if n == 0.0:
             continue
         # The sums around the shifts need no correction.
         n = 0.0 if around_shifts else n
         for d in range(D):
-            sx[k, d] += sums[k, d] - float(shift[k, d]) * n
+            sx[k, d] += sums[k, d] - np.float64(shift[k, d]) * n
 
 
 @njit(**SERIAL)
@@ -560,13 +560,16 @@ def accumulate_first_moments_few_features(
                 n = (n0, n1, n2, n3)[i]
                 nblk[k] = n
                 if sq is not None:
-                    sq[k] += float((q0, q1, q2, q3)[i])
+                    sq[k] += np.float64((q0, q1, q2, q3)[i])
                 # The sums around the shifts need no correction.
-                weight = 0.0 if around_shifts else float(n)
-                sx[k, 0] += float((a00, a10, a20, a30)[i]) - float(shift[k, 0]) * weight
+                weight = 0.0 if around_shifts else np.float64(n)
+                sx[k, 0] += (
+                    np.float64((a00, a10, a20, a30)[i])
+                    - np.float64(shift[k, 0]) * weight
+                )
                 if D > 1:
-                    first = float((a01, a11, a21, a31)[i])
-                    sx[k, 1] += first - float(shift[k, 1]) * weight
+                    first = np.float64((a01, a11, a21, a31)[i])
+                    sx[k, 1] += first - np.float64(shift[k, 1]) * weight
 
 
 @njit(**SERIAL)

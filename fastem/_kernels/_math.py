@@ -74,7 +74,7 @@ def log_simd(x):
     ``inf`` gives ``inf``, negative numbers and NaN give NaN.  A float32
     argument is converted first.
     """
-    x = float(x)
+    x = np.float64(x)
     tiny = x < _SMALLEST_NORMAL
     xs = x * _TWO_54 if tiny else x
     # Shifting the bits by 1 - sqrt(1/2) moves the exponent boundary to
@@ -116,7 +116,7 @@ def _reciprocal_typed(t):
     if t == types.float64:
 
         def impl(t):
-            y = float(np.float32(1.0) / np.float32(t))
+            y = np.float64(np.float32(1.0) / np.float32(t))
             y = y + y * (1.0 - t * y)
             return y + y * (1.0 - t * y)
 

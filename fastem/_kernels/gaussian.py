@@ -11,7 +11,9 @@ Conventions shared by every kernel
 * ``X`` is C-contiguous float32 or float64, shape ``(N, D)``.  The parameter
   arrays (``log_norm``, ``means``, ``prec``, ...) have the dtype of ``X``:
   a block is computed in that precision (16 float32 or 8 float64 SIMD
-  lanes), and its partial sums are added to float64 accumulators.
+  lanes), and its partial sums are added to float64 accumulators.  Scalars
+  are widened with ``np.float64(x)``: numba's ``float(x)`` keeps a float32 a
+  float32, so ``float(n) * float(m)`` rounds the product to float32.
 * ``sw`` holds float64 per-row weights, or has length 0 for unit weights.
 * ``prec`` is the precision Cholesky factor ``U_k`` (upper triangular, as
   scikit-learn's ``precisions_cholesky_``) scaled by ``sqrt(1/2)``, and
@@ -170,7 +172,7 @@ def _near_origin(mean, inverse_variance):
     component."""
     norm = 0.0
     for d in range(mean.shape[0]):
-        m = float(mean[d])
+        m = np.float64(mean[d])
         norm += m * m
     return norm * inverse_variance <= 1024.0 * mean.shape[0]
 
@@ -319,7 +321,7 @@ def _log_prob_spherical(xt, nb, means, prec2, log_norm, L):
     K = means.shape[0]
     expand = EXPANDED_DISTANCES and holds_float64(xt)
     for k in range(K):
-        expand = expand and _near_origin(means[k], 2.0 * float(prec2[k]))
+        expand = expand and _near_origin(means[k], 2.0 * np.float64(prec2[k]))
     affine_sq_distances(xt, nb, means, log_norm, prec2, L, expand)
 
 
@@ -471,7 +473,7 @@ def _moments_around_center(
     weighted_row_moments(xt, nb, resp, order, count, first, second)
     for i in range(count):
         k = order[i]
-        n = float(nblk[k])
+        n = np.float64(nblk[k])
         for f in range(D):
             if not far[k, f]:
                 _add_shifted_moments(k, f, first[k, f], second[k, f], n, means, sx, sxx)
@@ -613,13 +615,13 @@ def _moments_few_features(xt, nb, E, scale, means, nblk, nk, sx, sxx):
                 nblk[k] = n
                 nk[k] += n
                 # Sums around the means need no shift.
-                weight = float(n) if raw else 0.0
-                a = float((a00, a10, a20, a30)[i])
-                q = float((q00, q10, q20, q30)[i])
+                weight = np.float64(n) if raw else 0.0
+                a = np.float64((a00, a10, a20, a30)[i])
+                q = np.float64((q00, q10, q20, q30)[i])
                 _add_shifted_moments(k, 0, a, q, weight, means, sx, sxx)
                 if D > 1:
-                    a = float((a01, a11, a21, a31)[i])
-                    q = float((q01, q11, q21, q31)[i])
+                    a = np.float64((a01, a11, a21, a31)[i])
+                    q = np.float64((q01, q11, q21, q31)[i])
                     _add_shifted_moments(k, 1, a, q, weight, means, sx, sxx)
 
 
@@ -628,7 +630,7 @@ def _add_shifted_moments(k, d, a, q, n, means, sx, sxx):
     """Adds the raw sums ``a = sum r x`` and ``q = sum r x^2`` of weight
     ``n``, shifted to ``m = means[k, d]``, to ``sx[k, d]`` and ``sxx[k,
     d]`` (with ``n = 0``, sums already around ``m``)."""
-    m = float(means[k, d]) if n != 0.0 else 0.0
+    m = np.float64(means[k, d]) if n != 0.0 else 0.0
     sx[k, d] += a - m * n
     sxx[k, d] += q - m * (2.0 * a - m * n)
 
@@ -650,7 +652,7 @@ def _far_from_center(scaled, far, grouped):
     for k in range(K):
         count = 0
         for d in range(D):
-            z = float(scaled[k, d])
+            z = np.float64(scaled[k, d])
             far[k, d] = z * z > limit
             count += far[k, d]
         grouped[k] = 2 * count <= D
@@ -854,7 +856,7 @@ def estep_tied(
                 n = nblk[k]
                 nk[t, k] += n
                 for d in range(D):
-                    sx[t, k, d] += float(n) * float(means[k, d])
+                    sx[t, k, d] += np.float64(n) * np.float64(means[k, d])
             if not want_scatter:
                 continue
             xc = centered_float64(xt, X, r0, nb, center, origin, raw, x64)
@@ -1010,7 +1012,7 @@ def estep_spherical(
                 )
                 for k in range(K):
                     nk[t, k] += nblk[k]
-                    sxx[t, k] += sq[k] / float(prec2[k])
+                    sxx[t, k] += sq[k] / np.float64(prec2[k])
                 continue
             accumulate_first_moments(
                 xt, nb, resp, total, means, nblk, sums, sx[t], False
@@ -1028,7 +1030,7 @@ def estep_spherical(
                 scaled = zero_of(xt)
                 for b in range(nb):
                     scaled += r[b] * (c - row[b])
-                sxx[t, k] += float(scaled) / float(prec2[k])
+                sxx[t, k] += np.float64(scaled) / np.float64(prec2[k])
 
 
 # ---------------------------------------------------------------------------
