@@ -46,9 +46,9 @@ from ._blocks import (
     add_component_moments,
     aligned_rows,
     block_weights,
-    centered_float64,
     emit_rows,
     load_rows_centered,
+    load_rows_centered_float64,
     prefetch_next_block,
     row_log_sum_exp,
 )
@@ -824,9 +824,13 @@ def estep_tied(
         r_end = min(N, (t + 1) * task_rows)
         ahead = D >= NEXT_BLOCK_MIN_FEATURES
         part = D - D  # not 0: see prefetch_next_block
+        xc = x64  # the block in float64 for the total scatter
         for r0 in range(t * task_rows, r_end, block):
             nb = min(block, r_end - r0)
-            load_rows_centered(X, r0, nb, center, xt)
+            if want_scatter:
+                xc = load_rows_centered_float64(X, r0, nb, center, xt, origin, raw, x64)
+            else:
+                load_rows_centered(X, r0, nb, center, xt)
             r1, r2 = r0 + nb, min(r_end, r0 + nb + block)
             if ahead:
                 prefetch_next_block(X, r1, r2, part)
@@ -859,7 +863,6 @@ def estep_tied(
                     sx[t, k, d] += np.float64(n) * np.float64(means[k, d])
             if not want_scatter:
                 continue
-            xc = centered_float64(xt, X, r0, nb, center, origin, raw, x64)
             # The total scatter uses the row weights, not the responsibilities.
             if has_w:
                 for b in range(nb):

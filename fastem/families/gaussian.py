@@ -399,12 +399,12 @@ def e_step(
     cov = params.covariance_type
     T = n_tasks(N, D)
     scatter = cov != "tied" or total_scatter
-    # tied sums its total scatter in float64 whatever the dtype, so its
-    # float64 copy of a block must fit the cache like a float64 block.
-    itemsize = 8 if cov == "tied" and scatter else X.dtype.itemsize
     rows = task_rows(N, D)
     block = block_rows(
-        D, itemsize, compute_bound=_COMPUTE_BOUND, full_covariance=cov == "full"
+        D,
+        X.dtype.itemsize,
+        compute_bound=_COMPUTE_BOUND,
+        full_covariance=cov == "full",
     )
     nk = np.zeros((T, K))
     sx = np.zeros((T, K, D))
