@@ -59,12 +59,21 @@ def test_later_passes_move_the_first_scatter(data, dtype, weighted):
     c = later.weights @ later.means
     np.testing.assert_allclose(b.shift, np.broadcast_to(c, (K, D)), rtol=1e-6)
     expected = _total_scatter(X, ww, b.shift[0])
-    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    # Summed and moved in float64 whatever the dtype of the rows: the move
+    # takes the first moment summed with the scatter, not the components'
+    # float32 block sums (which left 1e-6 here).
+    rtol = 1e-12
     scale = np.abs(expected).max()
     np.testing.assert_allclose(b.sum_xx, expected, rtol=0, atol=rtol * scale)
     np.testing.assert_allclose(
         a.sum_xx, _total_scatter(X, ww, a.shift[0]), rtol=0, atol=rtol * scale
     )
+    for stats in (a, b):
+        z = np.asarray(X, dtype=np.float64) - stats.shift[0]
+        first = ww @ z
+        np.testing.assert_allclose(
+            stats.total_first, first, rtol=0, atol=1e-12 * (ww @ np.abs(z)).max()
+        )
     # Everything else is the one-pass statistics, bit for bit: the pass with
     # the scatter uses the same blocks and the same float32 rows.
     full = g.e_step(X, w, later)

@@ -777,13 +777,18 @@ def estep_tied(
     acc,
     queue,
 ):
-    """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)`` and
-    ``sxx[t]`` the lower triangle of ``sum w (x - c)(x - c)^T``
-    (``shifted_means[k] = (mu_k - c) U``, ``means[k] = mu_k - c``).
+    """Statistics around ``center``: ``sx[t, k] = sum r_k (x - c)``,
+    ``sxx[t, :D]`` the lower triangle of the total scatter ``sum w (x -
+    c)(x - c)^T`` and ``sxx[t, D]`` its first moment ``sum w (x - c)``, both
+    summed in float64 from the rows (``sxx`` is ``(T, D + 1, D)``;
+    ``shifted_means[k] = (mu_k - c) U``, ``means[k] = mu_k - c``).
 
     The total scatter does not depend on the parameters: with ``sxx`` of
     shape ``(T, 0, 0)`` it is skipped (the caller has it from an earlier
-    pass over the same rows)."""
+    pass over the same rows, and moves it to this pass's ``c`` with its
+    first moment: the components' ``sx`` add up to the same sum, but with
+    the rounding of the float32 blocks, which the move multiplies by the
+    distance between the centres)."""
     N, D = X.shape
     K = shifted_means.shape[0]
     dt = X.dtype
@@ -867,7 +872,12 @@ def estep_tied(
             if has_w:
                 for b in range(nb):
                     row_weight[b] = sw[r0 + b]
-            weighted_lower_scatter(xc, nb, row_weight, no_shift, w64, sxx[t], sums64)
+            weighted_lower_scatter(
+                xc, nb, row_weight, no_shift, w64, sxx[t, :D], sums64
+            )
+            first = sxx[t, D]
+            for d in range(D):
+                first[d] += sums64[d]
 
 
 @njit(**KERNEL)

@@ -112,6 +112,10 @@ class GaussianStats:
       E-step, and ``total_weight = sum_i w_i``.
     * ``expected_log_joint = sum_i sum_k r_ik log p(x_i, k)``; the weighted
       entropy of the responsibilities is ``log_likelihood - expected_log_joint``.
+    * ``total_first`` (``tied``, or None): ``sum_i w_i (x_i - c)``, summed
+      in float64 with the total scatter.  ``sum_x`` adds up to it, but with
+      the rounding of float32 blocks, which :meth:`reshift` would multiply by
+      the distance between the shifts.
 
     Statistics over disjoint rows add up (``a + b``; ``b`` is re-expressed
     around ``a``'s shift first when the shifts differ).
@@ -125,12 +129,14 @@ class GaussianStats:
     log_likelihood: float
     total_weight: float
     expected_log_joint: float = 0.0
+    total_first: np.ndarray | None = None
 
     def __add__(self, other: GaussianStats) -> GaussianStats:
         if other.covariance_type != self.covariance_type:
             raise ValueError("cannot add statistics of different covariance types")
         if not np.array_equal(other.shift, self.shift):
             other = other.reshift(self.shift)
+        both = self.total_first is not None and other.total_first is not None
         return replace(
             self,
             nk=self.nk + other.nk,
@@ -139,6 +145,7 @@ class GaussianStats:
             log_likelihood=self.log_likelihood + other.log_likelihood,
             total_weight=self.total_weight + other.total_weight,
             expected_log_joint=self.expected_log_joint + other.expected_log_joint,
+            total_first=self.total_first + other.total_first if both else None,
         )
 
     def reshift(self, shift: np.ndarray) -> GaussianStats:
@@ -151,6 +158,7 @@ class GaussianStats:
         shift = np.asarray(shift, dtype=np.float64)
         delta = self.shift - shift
         sx = self.sum_x + self.nk[:, None] * delta
+        total_first = None
         if self.covariance_type == "full":
             cross = self.sum_x[:, :, None] * delta[:, None, :]
             sxx = (
@@ -161,13 +169,16 @@ class GaussianStats:
             )
         elif self.covariance_type == "tied":
             d = delta[0]
-            first = self.sum_x.sum(axis=0)
+            first = self.total_first
+            if first is None:
+                first = self.sum_x.sum(axis=0)
             sxx = (
                 self.sum_xx
                 + np.outer(first, d)
                 + np.outer(d, first)
                 + self.total_weight * np.outer(d, d)
             )
+            total_first = first + self.total_weight * d
         elif self.covariance_type == "diag":
             sxx = self.sum_xx + 2 * self.sum_x * delta + self.nk[:, None] * delta**2
         else:
@@ -176,7 +187,9 @@ class GaussianStats:
                 + 2 * np.einsum("kd,kd->k", self.sum_x, delta)
                 + self.nk * np.einsum("kd,kd->k", delta, delta)
             )
-        return replace(self, sum_x=sx, sum_xx=sxx, shift=shift.copy())
+        return replace(
+            self, sum_x=sx, sum_xx=sxx, shift=shift.copy(), total_first=total_first
+        )
 
     def scaled(self, factor: float) -> GaussianStats:
         """All additive quantities multiplied by ``factor``."""
@@ -188,6 +201,7 @@ class GaussianStats:
             log_likelihood=self.log_likelihood * factor,
             total_weight=self.total_weight * factor,
             expected_log_joint=self.expected_log_joint * factor,
+            total_first=None if self.total_first is None else self.total_first * factor,
         )
 
 
@@ -419,7 +433,7 @@ def e_step(
         kernel = _k.estep_full_small if small else _k.estep_full
         middle = (a.means, a.prec)
     elif cov == "tied":
-        sxx = np.zeros((T, D, D) if scatter else (T, 0, 0))
+        sxx = np.zeros((T, D + 1, D) if scatter else (T, 0, 0))
         kernel, middle = _k.estep_tied, (a.prec, a.shifted, a.means)
     elif cov == "diag" or _runs_as_diag(params):
         sxx = np.zeros((T, K, D))
@@ -443,7 +457,12 @@ def e_step(
         acc,
         n_threads=n_threads,
     )
-    sum_xx = sxx.sum(axis=0) if scatter else np.zeros((D, D))
+    total_first = None
+    if cov == "tied" and scatter:
+        sxx = sxx.sum(axis=0)
+        sum_xx, total_first = sxx[:D], sxx[D]
+    else:
+        sum_xx = sxx.sum(axis=0) if scatter else np.zeros((D, D))
     if cov in ("full", "tied"):
         sum_xx = _symmetrize_lower(sum_xx)
     elif cov == "spherical" and sum_xx.ndim == 2:
@@ -456,7 +475,15 @@ def e_step(
         else 0.0
     )
     return GaussianStats(
-        cov, sum_n, sum_x, sum_xx, a.shift, log_likelihood, total_weight, joint
+        cov,
+        sum_n,
+        sum_x,
+        sum_xx,
+        a.shift,
+        log_likelihood,
+        total_weight,
+        joint,
+        total_first,
     )
 
 

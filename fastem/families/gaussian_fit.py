@@ -45,11 +45,16 @@ class TiedScatterMemo:
             if log_norm is None:
                 log_norm = g._log_norm(params)
             stats = source.map_reduce(g.e_step, params, n_threads, log_norm, False)
-            total = self._first[1].reshift(stats.shift).sum_xx
+            moved = self._first[1].reshift(stats.shift)
             joint = g.expected_log_joint(
-                stats.nk, stats.sum_x, total, stats.shift, params, log_norm
+                stats.nk, stats.sum_x, moved.sum_xx, stats.shift, params, log_norm
             )
-            return replace(stats, sum_xx=total, expected_log_joint=joint)
+            return replace(
+                stats,
+                sum_xx=moved.sum_xx,
+                expected_log_joint=joint,
+                total_first=moved.total_first,
+            )
         stats = source.map_reduce(g.e_step, params, n_threads, log_norm)
         self._first = (source, stats)
         return stats
