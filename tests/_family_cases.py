@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _testing import needs_threads
 
 import fastem
 from fastem.exceptions import ConvergenceWarning
@@ -122,6 +123,7 @@ def fitted_arrays(model):
 
 def check_threads_identical(make_model, X):
     """1 and 2 threads give bit-identical models (several tasks are used)."""
+    needs_threads(2)
     a = fit_quietly(make_model(n_threads=1), X)
     b = fit_quietly(make_model(n_threads=2), X)
     for name, value in fitted_arrays(a).items():

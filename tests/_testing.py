@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
 import fastem
+
+#: Threads for the tests that run kernels on more than one: 2 (CI's
+#: cores), or 1 where numba has one (``NUMBA_NUM_THREADS=1``), so that
+#: they still check their results there.
+SOME_THREADS = min(2, numba.config.NUMBA_NUM_THREADS)
+
+
+def needs_threads(n_threads: int) -> None:
+    """Skip the calling test where numba has fewer than ``n_threads``
+    threads (a comparison of 1 and 2 threads means nothing on one)."""
+    if n_threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(
+            f"needs {n_threads} numba threads "
+            f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})"
+        )
+
+
+def thread_counts(*counts: int) -> list:
+    """``counts`` as ``pytest.mark.parametrize`` values; the ones above
+    numba's thread count are skipped."""
+    return [
+        pytest.param(
+            n,
+            marks=pytest.mark.skipif(
+                n > numba.config.NUMBA_NUM_THREADS, reason=f"needs {n} numba threads"
+            ),
+        )
+        for n in counts
+    ]
+
 
 FITTED_ARRAYS = (
     "weights_",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _testing import SOME_THREADS
 
 from fastem import _kmeans
 from fastem.families.gaussian_fit import _label_scatter
@@ -65,7 +66,7 @@ def test_initial_scatter_matches_numpy(rows, dtype):
     X, w = rows
     X = X.astype(dtype)
     centers = X[[3, 500, 1000]].astype(np.float64) + 0.25
-    got = _label_scatter(X, w, centers, 2)
+    got = _label_scatter(X, w, centers, SOME_THREADS)
     nk, sx, sxx = _hard_scatter_numpy(X, w, centers)
     np.testing.assert_allclose(got.nk, nk, rtol=1e-12)
     np.testing.assert_allclose(got.sum_x, sx, rtol=1e-9, atol=1e-9 * nk.max())
@@ -77,7 +78,7 @@ def test_initial_scatter_matches_numpy(rows, dtype):
 def test_nearest_matches_numpy(rows):
     X, w = rows
     centers = X[[3, 500, 1000]] + 0.25
-    labels, dist = _kmeans.nearest(X, w, centers, 2)
+    labels, dist = _kmeans.nearest(X, w, centers, SOME_THREADS)
     ref_labels, ref_dist = _nearest_numpy(X, centers)
     np.testing.assert_array_equal(labels, ref_labels)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
@@ -86,7 +87,7 @@ def test_nearest_matches_numpy(rows):
 def test_lloyd_matches_numpy(rows):
     X, w = rows
     start = X[[3, 500, 1000]].copy()
-    got = _kmeans.lloyd(X, w, start, max_iter=50, tol=1e-10, n_threads=2)
+    got = _kmeans.lloyd(X, w, start, max_iter=50, tol=1e-10, n_threads=SOME_THREADS)
     ref = _lloyd_numpy(X, w, start, max_iter=50, tol=1e-10)
     np.testing.assert_allclose(got, ref, rtol=1e-13)
 
@@ -102,7 +103,9 @@ def test_float32_rows_give_the_centers_of_their_float64_copy(n_rows):
         np.float32
     )
     w = np.empty(0)
-    got = _kmeans.kmeans(X, w, 4, np.random.RandomState(3), n_threads=2)
-    ref = _kmeans.kmeans(X.astype(np.float64), w, 4, np.random.RandomState(3), 2)
+    got = _kmeans.kmeans(X, w, 4, np.random.RandomState(3), n_threads=SOME_THREADS)
+    ref = _kmeans.kmeans(
+        X.astype(np.float64), w, 4, np.random.RandomState(3), SOME_THREADS
+    )
     assert got.dtype == np.float64
     np.testing.assert_array_equal(got, ref)

@@ -13,6 +13,7 @@ from _reference_missing import full_covariances
 from _reference_missing import impute as ref_impute
 from _reference_missing import run_em as ref_run_em
 from _reference_missing import score_samples as ref_score_samples
+from _testing import needs_threads
 
 import fastem
 from fastem import kernels
@@ -255,6 +256,7 @@ def test_observed_likelihood_never_decreases(cov, seed):
 @pytest.mark.parametrize("cov", COV_TYPES)
 def test_thread_count_does_not_change_the_bits(cov):
     """Enough incomplete rows for several tasks, several patterns per task."""
+    needs_threads(2)
     X, truth = mixture_data(12000, 3, 2, seed=5)
     Xm = remove(X, "many-patterns", seed=6)
     init, prec = init_params(truth, cov, seed=7)

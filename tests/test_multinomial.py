@@ -21,6 +21,7 @@ from _family_cases import (
     match_components,
 )
 from _reference_families import log_joint_multinomial, multinomial_em
+from _testing import needs_threads
 from scipy.special import logsumexp
 
 import fastem
@@ -134,6 +135,7 @@ def test_many_features_cap_the_task_buffers():
     Xs = sp.random(9000, 3000, density=0.003, random_state=rng, format="csr")
     Xs.data = np.ceil(Xs.data * 3)
     kw = {"random_state": 0, "max_iter": 4, "tol": 0.0, "init_params": "random"}
+    needs_threads(2)
     a = fit_quietly(fastem.MultinomialMixture(20, n_threads=1, **kw), Xs)
     b = fit_quietly(fastem.MultinomialMixture(20, n_threads=2, **kw), Xs)
     np.testing.assert_array_equal(a.means_, b.means_)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-import numba
 import numpy as np
 import pytest
+from _testing import needs_threads
 from numba import njit
 
 from fastem._kernels._claim import claim_task
@@ -58,8 +58,7 @@ def _claim_order(order, queue):
 @pytest.mark.parametrize("n_tasks", [0, 1, 2, 3, 7, 64, 1001])
 @pytest.mark.parametrize("n_threads", [1, 2, -1])
 def test_every_task_runs_exactly_once(n_tasks, n_threads):
-    if n_threads > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip(f"needs {n_threads} threads")
+    needs_threads(n_threads)
     counts = np.zeros(n_tasks, dtype=np.int64)
     run_tasks(_count_tasks, n_tasks, counts, n_threads=n_threads)
     np.testing.assert_array_equal(counts, 1)
@@ -108,8 +107,7 @@ def test_python_kernels_claim_the_same_tasks_as_compiled_ones():
 
 
 def test_tasks_are_shared_between_threads():
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs 2 threads")
+    needs_threads(2)
     seen = set()
 
     def kernel(queue):
@@ -165,8 +163,7 @@ def _count_in_child(queue):
     reason="needs fork",
 )
 def test_a_forked_child_gets_a_fresh_pool():
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs 2 threads")
+    needs_threads(2)
     import multiprocessing
 
     # The parent's pool exists (its threads are not inherited by a child).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _reference import COVARIANCE_TYPES, initial_parameters
+from _testing import thread_counts
 
 import fastem
 
@@ -395,7 +396,7 @@ _LARGE_SHAPE = (300_000, 4)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("row", [0, 131_071, 299_999])
-@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_threads", thread_counts(1, 2))
 def test_all_finite_finds_one_non_finite_value_anywhere(dtype, value, row, n_threads):
     from fastem._validation import all_finite
 
@@ -435,7 +436,7 @@ def test_validation_reports_missing_values(dtype):
         check_data_with_nan(X)
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_threads", thread_counts(1, 2))
 def test_validation_runs_on_the_estimators_threads(monkeypatch, n_threads):
     """fit and the per-row methods check the values of X on the estimator's
     ``n_threads`` (a caller limiting fastem to one thread gets one thread)."""
