@@ -114,3 +114,29 @@ def test_other_covariance_types_pass_through(data):
     assert [args[3:] for args in source.calls] == [(), ()]
     full = g.e_step(X, sw, params)
     np.testing.assert_array_equal(stats.sum_xx, full.sum_xx)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_statistics_of_two_halves_add_up_around_either_centre(data, dtype):
+    """``a + b`` of tied statistics under different mixture means (``b`` is
+    moved to ``a``'s centre, as stepwise EM does) gives the total scatter
+    and first moment of all rows around ``a``'s centre, and ``scaled``
+    scales both."""
+    X, sw = data
+    X = X.astype(dtype)
+    half = X.shape[0] // 2
+    first = _params(X, 0.0, [0.2, 0.3, 0.5])
+    second = _params(X, 40.0, [0.6, 0.1, 0.3])
+    a = g.e_step(X[:half], sw[:half], first)
+    b = g.e_step(X[half:], sw[half:], second)
+    assert not np.allclose(a.shift, b.shift)
+    both = (a + b).scaled(0.5)
+    z = np.asarray(X, dtype=np.float64) - a.shift[0]
+    scatter = 0.5 * _total_scatter(X, sw, a.shift[0])
+    np.testing.assert_allclose(
+        both.sum_xx, scatter, rtol=0, atol=1e-12 * np.abs(scatter).max()
+    )
+    moment = 0.5 * (sw @ z)
+    np.testing.assert_allclose(
+        both.total_first, moment, rtol=0, atol=1e-12 * 0.5 * (sw @ np.abs(z)).max()
+    )
